@@ -1,0 +1,161 @@
+"""Plain data passed along one request's path: the request, its outcome, stream events.
+
+Slotted dataclasses, no validation here: :mod:`agentic_synth._request` builds a
+:class:`Request` from user input and validates it once, at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+__all__ = [
+    "Completion",
+    "GenerationError",
+    "Message",
+    "ProviderResponse",
+    "ProviderStreamEnd",
+    "Request",
+    "Result",
+    "StreamCompleted",
+    "StreamEvent",
+    "TextDelta",
+    "Usage",
+]
+
+
+class Message(TypedDict):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(slots=True)
+class Request:
+    """A canonical generation request, independent of provider wire formats."""
+
+    messages: list[Message]
+    max_tokens: int
+    system: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    #: Ask for JSON output matching this JSON Schema (providers enforce it as they can).
+    json_schema: Mapping[str, Any] | None = None
+    #: Per-request deadline in seconds for one provider call.
+    timeout: float | None = None
+    #: Extra provider-specific body fields, passed through untouched.
+    extra: Mapping[str, Any] | None = None
+
+    def prompt_text(self) -> str:
+        """All message text joined, for token estimates and similarity."""
+        if len(self.messages) == 1 and self.system is None:
+            return self.messages[0]["content"]
+        parts = [self.system] if self.system else []
+        parts.extend(m["content"] for m in self.messages)
+        return "\n".join(parts)
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ProviderResponse:
+    """What a provider returns for one successful non-streaming call."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+    request_id: str | None = None
+    #: Rate-limit related response headers (lower-cased names), for adaptive limits.
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class TextDelta:
+    """A piece of generated text, in order."""
+
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(slots=True)
+class ProviderStreamEnd:
+    """Last event of a provider stream: why it stopped and what it cost."""
+
+    finish_reason: str
+    usage: Usage
+    request_id: str | None = None
+    headers: Mapping[str, str] | None = None
+    type: Literal["end"] = "end"
+
+
+@dataclass(slots=True)
+class Completion:
+    """One successful generation."""
+
+    text: str
+    #: The model that served it, as ``provider:model``.
+    model: str
+    usage: Usage
+    #: Seconds from the request entering the engine to its completion.
+    latency: float
+    finish_reason: str
+    attempts: int = 1
+    cached: bool = False
+    request_id: str | None = None
+    #: Seconds to the first token (streaming only).
+    ttft: float | None = None
+    #: Models tried and given up on before ``model`` served it.
+    fallbacks: tuple[str, ...] = ()
+    #: Position in the batch (``None`` for single calls).
+    index: int | None = None
+    #: Batch index of the near-duplicate input whose result this one reuses.
+    duplicate_of: int | None = None
+    #: Set when output dedup found this text too close to an earlier one.
+    near_duplicate_of: int | None = None
+    ok: Literal[True] = field(default=True, repr=False)
+
+
+@dataclass(slots=True)
+class GenerationError:
+    """The record a batch keeps for an input that failed: the batch goes on."""
+
+    error: BaseException
+    index: int | None = None
+    model: str | None = None
+    attempts: int = 0
+    ok: Literal[False] = field(default=False, repr=False)
+
+    @property
+    def error_type(self) -> str:
+        return type(self.error).__name__
+
+    @property
+    def message(self) -> str:
+        return str(self.error)
+
+    @property
+    def status(self) -> int | None:
+        return getattr(self.error, "status", None)
+
+
+Result = Completion | GenerationError
+
+
+@dataclass(slots=True)
+class StreamCompleted:
+    """Final event of :meth:`Synth.generate_stream`: the whole completion with usage."""
+
+    completion: Completion
+    type: Literal["completed"] = "completed"
+
+
+StreamEvent = TextDelta | StreamCompleted
