@@ -1,0 +1,284 @@
+"""Per-model circuit breaker: stop sending to a provider that keeps failing.
+
+A breaker trips (closed -> open) on ``failure_threshold`` consecutive provider
+failures, or when the failure rate over a sliding time window exceeds
+``failure_rate`` with at least ``min_requests`` outcomes in it. It stays open
+for ``cooldown`` (or the server's retry-after when longer), then half-opens and
+admits at most ``half_open_probes`` concurrent probes: a probe success closes
+it, a probe failure reopens it.
+
+Every method is synchronous and never awaits, so each call is atomic within one
+event loop. Outcomes of calls admitted before the latest state change (an
+"epoch") are ignored: requests in flight when the breaker opened neither extend
+the cooldown nor close it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from .._exceptions import ConfigurationError
+
+__all__ = ["BreakerState", "CircuitBreaker", "Ticket"]
+
+#: Buckets in the sliding window ring: 60 gives one-second buckets for a 60 s window.
+_BUCKETS = 60
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Ticket(NamedTuple):
+    """Admission by :meth:`CircuitBreaker.try_acquire`; hand it back exactly once.
+
+    ``serial`` tells probes apart (0 for ordinary calls), so resolving one probe
+    twice frees its slot only once.
+    """
+
+    epoch: int
+    probe: bool
+    serial: int = 0
+
+
+TransitionHook = Callable[[str, BreakerState, BreakerState], None]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigurationError(message)
+
+
+class CircuitBreaker:
+    """Closed / open / half-open breaker for one model. O(1) per call, no awaits."""
+
+    __slots__ = (
+        "_buckets_fail",
+        "_buckets_ok",
+        "_clock",
+        "_closed_ticket",
+        "_consecutive",
+        "_cooldown",
+        "_epoch",
+        "_failure_rate",
+        "_failure_threshold",
+        "_head",
+        "_inv_width",
+        "_live_probes",
+        "_min_requests",
+        "_on_transition",
+        "_opened_at",
+        "_probes",
+        "_reopens_at",
+        "_serial",
+        "_state",
+        "_times_opened",
+        "_total_fail",
+        "_total_ok",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        failure_rate: float = 0.5,
+        window: float = 60.0,
+        min_requests: int = 20,
+        cooldown: float = 60.0,
+        half_open_probes: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        on_transition: TransitionHook | None = None,
+    ) -> None:
+        _check(
+            isinstance(failure_threshold, int) and failure_threshold >= 1,
+            f"failure_threshold must be an integer >= 1, got {failure_threshold!r}",
+        )
+        _check(
+            0.0 < failure_rate <= 1.0,
+            f"failure_rate must be in (0, 1] (1.0 disables rate tripping), got {failure_rate!r}",
+        )
+        _check(
+            window > 0 and math.isfinite(window),
+            f"window must be a positive number of seconds, got {window!r}",
+        )
+        _check(
+            isinstance(min_requests, int) and min_requests >= 1,
+            f"min_requests must be an integer >= 1, got {min_requests!r}",
+        )
+        _check(
+            cooldown >= 0 and math.isfinite(cooldown),
+            f"cooldown must be a number of seconds >= 0, got {cooldown!r}",
+        )
+        _check(
+            isinstance(half_open_probes, int) and half_open_probes >= 1,
+            f"half_open_probes must be an integer >= 1, got {half_open_probes!r}",
+        )
+        self.name = name
+        self._failure_threshold = failure_threshold
+        self._failure_rate = failure_rate
+        self._min_requests = min_requests
+        self._cooldown = float(cooldown)
+        self._probes = half_open_probes
+        self._clock = clock
+        self._on_transition = on_transition
+
+        self._state = BreakerState.CLOSED
+        self._epoch = 0
+        self._closed_ticket = Ticket(0, False)
+        self._consecutive = 0
+        self._live_probes: set[int] = set()
+        self._serial = 0
+        self._opened_at: float | None = None
+        self._reopens_at = 0.0
+        self._times_opened = 0
+
+        # Sliding window: a ring of buckets; ``_head`` is the absolute index of the newest.
+        self._inv_width = _BUCKETS / window
+        self._buckets_ok = [0] * _BUCKETS
+        self._buckets_fail = [0] * _BUCKETS
+        self._head = -1
+        self._total_ok = 0
+        self._total_fail = 0
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def state(self) -> BreakerState:
+        """Current state; an open breaker whose cooldown has passed becomes half-open here."""
+        if self._state is BreakerState.OPEN and self._clock() >= self._reopens_at:
+            self._transition(BreakerState.HALF_OPEN)
+        return self._state
+
+    def reopens_at(self) -> float | None:
+        """Clock time at which an open breaker admits probes; ``None`` when not open."""
+        return self._reopens_at if self.state is BreakerState.OPEN else None
+
+    # -- admission and outcomes ------------------------------------------------
+
+    def try_acquire(self) -> Ticket | None:
+        """A ticket to send one request, or ``None`` when the breaker refuses it."""
+        if self._state is BreakerState.CLOSED:
+            return self._closed_ticket
+        if self.state is BreakerState.HALF_OPEN and len(self._live_probes) < self._probes:
+            self._serial += 1
+            self._live_probes.add(self._serial)
+            return Ticket(self._epoch, True, self._serial)
+        return None
+
+    def record_success(self, ticket: Ticket) -> None:
+        """The request answered: count it; a probe success closes the breaker."""
+        if ticket is self._closed_ticket and self._state is BreakerState.CLOSED:
+            self._consecutive = 0
+            self._add(ok=True)
+        elif self._take_probe(ticket):
+            self._transition(BreakerState.CLOSED)
+
+    def record_failure(self, ticket: Ticket, retry_after: float | None = None) -> None:
+        """The provider failed the request; may open the breaker.
+
+        ``retry_after`` (the server's hint, seconds) lengthens the cooldown of an
+        opening caused by this failure when it is longer than ``cooldown``.
+        """
+        if ticket is self._closed_ticket and self._state is BreakerState.CLOSED:
+            self._consecutive += 1
+            self._add(ok=False)
+            total = self._total_ok + self._total_fail
+            if self._consecutive >= self._failure_threshold or (
+                total >= self._min_requests and self._total_fail > self._failure_rate * total
+            ):
+                self._open(retry_after)
+        elif self._take_probe(ticket):
+            self._open(retry_after)
+
+    def release(self, ticket: Ticket) -> None:
+        """The call ended with no verdict (cancelled, client error): free a probe slot."""
+        self._take_probe(ticket)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for monitoring; reading it may half-open an expired open breaker."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            self._advance(int(self._clock() * self._inv_width))
+        return {
+            "name": self.name,
+            "state": state.value,
+            "consecutive_failures": self._consecutive,
+            "window_successes": self._total_ok,
+            "window_failures": self._total_fail,
+            "opened_at": self._opened_at,
+            "reopens_at": self._reopens_at if state is BreakerState.OPEN else None,
+            "times_opened": self._times_opened,
+            "probes_in_flight": len(self._live_probes),
+        }
+
+    # -- internals -------------------------------------------------------------
+
+    def _take_probe(self, ticket: Ticket) -> bool:
+        """Resolve ``ticket`` if it is a probe still in flight in this half-open period."""
+        if ticket.probe and ticket.serial in self._live_probes:
+            self._live_probes.discard(ticket.serial)
+            return True
+        return False
+
+    def _open(self, retry_after: float | None) -> None:
+        now = self._clock()
+        wait = self._cooldown
+        if retry_after is not None and retry_after > wait and math.isfinite(retry_after):
+            wait = retry_after
+        self._opened_at = now
+        self._reopens_at = now + wait
+        self._times_opened += 1
+        self._transition(BreakerState.OPEN)
+
+    def _transition(self, new: BreakerState) -> None:
+        old = self._state
+        self._state = new
+        self._epoch += 1
+        self._live_probes.clear()
+        if new is BreakerState.CLOSED:
+            self._closed_ticket = Ticket(self._epoch, False)
+            self._consecutive = 0
+            self._clear_window()
+        if self._on_transition is not None:
+            self._on_transition(self.name, old, new)
+
+    def _add(self, *, ok: bool) -> None:
+        index = int(self._clock() * self._inv_width)
+        if index != self._head:
+            self._advance(index)
+        slot = self._head % _BUCKETS
+        if ok:
+            self._buckets_ok[slot] += 1
+            self._total_ok += 1
+        else:
+            self._buckets_fail[slot] += 1
+            self._total_fail += 1
+
+    def _advance(self, index: int) -> None:
+        """Move the window head to bucket ``index``, dropping buckets that fell out."""
+        if index <= self._head:
+            return  # same bucket, or a clock that went backwards: keep the current one
+        if index - self._head >= _BUCKETS:
+            self._clear_window()
+        else:
+            # Each slot entered now last held bucket ``i - _BUCKETS``, outside the window.
+            ok, fail = self._buckets_ok, self._buckets_fail
+            for i in range(self._head + 1, index + 1):
+                slot = i % _BUCKETS
+                self._total_ok -= ok[slot]
+                self._total_fail -= fail[slot]
+                ok[slot] = fail[slot] = 0
+        self._head = index
+
+    def _clear_window(self) -> None:
+        for slot in range(_BUCKETS):
+            self._buckets_ok[slot] = self._buckets_fail[slot] = 0
+        self._total_ok = self._total_fail = 0
