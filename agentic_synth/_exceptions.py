@@ -57,6 +57,8 @@ class ProviderError(SynthError):
 
     retryable: bool = False
     provider_fault: bool = False
+    #: Attempts made for the request when this error ended it (set by the router).
+    attempts: int = 0
 
     def __init__(
         self,

@@ -1,0 +1,122 @@
+"""Bounded-concurrency execution of a batch over lazily consumed input.
+
+A fixed pool of ``concurrency`` workers pulls inputs one at a time, so a
+1,000,000-item generator runs in memory proportional to the pool, never one
+task per input up front. Each worker turns an input into exactly one result
+(the ``process`` callable never raises for an input's failure) and hands it to
+``emit``; backpressure from ``emit`` stops workers pulling more input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Generic, TypeVar
+
+import anyio
+
+__all__ = ["InputFeed", "run_workers"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class InputFeed(Generic[T]):
+    """Hands out ``(index, item)`` pairs from a sync or async iterable, on demand."""
+
+    __slots__ = ("_aiter", "_iter", "_lock", "count", "exhausted")
+
+    def __init__(self, inputs: Iterable[T] | AsyncIterable[T]) -> None:
+        self._iter: Iterator[T] | None = None
+        self._aiter: AsyncIterator[T] | None = None
+        if isinstance(inputs, AsyncIterable):
+            self._aiter = aiter(inputs)
+            self._lock = anyio.Lock()  # an async generator cannot be advanced concurrently
+        elif isinstance(inputs, Iterable):
+            if isinstance(inputs, str | bytes):
+                raise TypeError(
+                    "inputs is a single string; pass a list of prompts (e.g. [prompt]) "
+                    "or use generate() for one prompt"
+                )
+            self._iter = iter(inputs)
+        else:
+            raise TypeError(
+                f"inputs must be an iterable or async iterable of prompts, got {type(inputs).__name__}"
+            )
+        self.count = 0
+        self.exhausted = False
+
+    async def next(self) -> tuple[int, T] | None:
+        if self.exhausted:
+            return None
+        if self._iter is not None:
+            try:
+                item = next(self._iter)
+            except StopIteration:
+                self.exhausted = True
+                return None
+        else:
+            assert self._aiter is not None
+            async with self._lock:
+                if self.exhausted:
+                    return None
+                try:
+                    item = await anext(self._aiter)
+                except StopAsyncIteration:
+                    self.exhausted = True
+                    return None
+        index = self.count
+        self.count += 1
+        return index, item
+
+
+async def run_workers(
+    feed: InputFeed[T],
+    process: Callable[[int, T], Awaitable[R]],
+    emit: Callable[[int, R], Awaitable[None] | None],
+    *,
+    concurrency: int,
+    admit: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run ``concurrency`` workers until the feed is exhausted.
+
+    ``admit`` (the memory governor's gate) is awaited before each input is pulled.
+    Any exception other than an input's own failure (which ``process`` turns
+    into a result) cancels the other workers and propagates.
+    """
+
+    async def worker() -> None:
+        while True:
+            if admit is not None:
+                await admit()
+            nxt = await feed.next()
+            if nxt is None:
+                return
+            index, item = nxt
+            result = await process(index, item)
+            pending = emit(index, result)
+            if pending is not None:
+                await pending
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker)
+    except BaseExceptionGroup as group:
+        raise _single(group) from None
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one real error of a task group (others are the cancellations it caused)."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [e for e in leaves if not isinstance(e, cancelled)]
+    if len(real) == 1:
+        return real[0]
+    return group

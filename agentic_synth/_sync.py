@@ -1,0 +1,82 @@
+"""Synchronous helpers for scripts and notebooks.
+
+Each call opens a :class:`Synth`, runs, and closes it. Inside a running event
+loop (Jupyter), the work runs on a fresh loop in a worker thread instead of
+failing with "event loop is already running".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import sniffio
+
+from ._request import Prompt
+from ._spec import ModelSpec
+from ._synth import Synth
+from ._types import Completion, Result
+
+__all__ = ["generate", "generate_batch", "run"]
+
+T = TypeVar("T")
+
+
+def run(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn()`` to completion from synchronous code and return its value."""
+
+    async def main() -> T:
+        return await fn()
+
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return anyio.run(main)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = anyio.run(main)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="agentic-synth-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def generate(
+    prompt: Prompt,
+    *,
+    models: Sequence[str | ModelSpec] | str | None = None,
+    **params: Any,
+) -> Completion:
+    """One completion, synchronously."""
+
+    async def main() -> Completion:
+        async with Synth(models) as synth:
+            return await synth.generate(prompt, **params)
+
+    return run(main)
+
+
+def generate_batch(
+    inputs: Iterable[Prompt],
+    *,
+    models: Sequence[str | ModelSpec] | str | None = None,
+    max_concurrency: int = 64,
+    raise_on_error: bool = False,
+    **params: Any,
+) -> list[Result]:
+    """A whole batch, synchronously: one Completion or GenerationError per input."""
+
+    async def main() -> list[Result]:
+        async with Synth(models, max_concurrency=max_concurrency) as synth:
+            return await synth.generate_batch(inputs, raise_on_error=raise_on_error, **params)
+
+    return run(main)

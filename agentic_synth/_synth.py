@@ -1,0 +1,434 @@
+"""`Synth`: the public facade. Validates, schedules, routes, measures.
+
+The path of one request, top to bottom: :class:`Synth` builds and validates the
+request (:mod:`._request`), the scheduler bounds concurrency over lazy input
+(:mod:`._scheduler`), the router picks a model and sends it
+(:mod:`.routing`), providers speak the wire formats (:mod:`.providers`), and
+the metrics (:mod:`.monitor`) record it. Nothing below reaches back up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._exceptions import ConfigurationError, SynthError
+from ._request import GenerationParams, Prompt, build_request
+from ._scheduler import InputFeed, run_workers
+from ._spec import ModelSpec, default_models, parse_model
+from ._types import (
+    Completion,
+    GenerationError,
+    ProviderStreamEnd,
+    Result,
+    StreamCompleted,
+    StreamEvent,
+    TextDelta,
+)
+from .monitor import Metrics, MetricsSnapshot
+from .providers import Provider, create_provider
+from .routing import Routed, Router
+
+__all__ = ["BatchStream", "CompletionStream", "Synth"]
+
+
+class Synth:
+    """Generate with LLMs at high throughput.
+
+    >>> async with Synth(models=["sim:sim-1"], max_concurrency=64) as synth:  # doctest: +SKIP
+    ...     done = await synth.generate("Write a haiku about rain.")
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str | ModelSpec] | str | ModelSpec | None = None,
+        *,
+        max_concurrency: int = 64,
+        max_tokens: int = 1024,
+        defaults: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise ConfigurationError(
+                f"max_concurrency must be a positive integer, got {max_concurrency!r}"
+            )
+        if max_concurrency <= 0:
+            raise ConfigurationError(
+                f"max_concurrency must be >= 1, got {max_concurrency}; e.g. max_concurrency=64"
+            )
+        if models is None:
+            models = default_models()
+        if isinstance(models, str | ModelSpec):
+            models = [models]
+        if not models:
+            raise ConfigurationError(
+                "models is empty; pass at least one, e.g. Synth(models=['sim:sim-1'])"
+            )
+        specs = [parse_model(m).resolved() for m in models]
+        names = [s.name + (f"@{s.base_url}" if s.base_url else "") for s in specs]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(
+                "the same model deployment is listed twice; give each entry its own base_url or "
+                "remove the repeat"
+            )
+        self._specs = specs
+        self.max_concurrency = max_concurrency
+        self._params = GenerationParams.from_kwargs(max_tokens=max_tokens, **dict(defaults or {}))
+        self._clock = clock
+        self._metrics = Metrics(clock)
+        self._router: Router | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._router is not None else "closed"
+        models = ", ".join(s.name for s in self._specs)
+        return f"Synth(models=[{models}], max_concurrency={self.max_concurrency}, {state})"
+
+    @property
+    def models(self) -> list[str]:
+        return [s.name for s in self._specs]
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._router is not None:
+            raise SynthError("this Synth is already open; use one `async with` block at a time")
+        providers: dict[tuple[str, str | None, str | None], Provider] = {}
+        pairs: list[tuple[ModelSpec, Provider]] = []
+        try:
+            for spec in self._specs:
+                key = (spec.provider, spec.base_url, spec.api_key)
+                if spec.provider == "sim":  # each simulated model has its own knobs
+                    key = (spec.provider, spec.name, None)
+                if key not in providers:
+                    providers[key] = create_provider(spec, max_connections=self.max_concurrency)
+                pairs.append((spec, providers[key]))
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+        except BaseException:
+            for p in providers.values():
+                await p.aclose()
+            raise
+        self._tg = tg
+        self._router = Router(pairs, metrics=self._metrics, clock=self._clock)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tg, router = self._tg, self._router
+        self._tg = self._router = None
+        try:
+            if tg is not None:
+                tg.cancel_scope.cancel()  # background batch streams end with the engine
+                await tg.__aexit__(exc_type, exc, tb)
+        finally:
+            if router is not None:
+                with anyio.CancelScope(shield=True):
+                    await router.aclose()
+
+    def _require_open(self) -> Router:
+        if self._router is None:
+            raise SynthError(
+                "Synth is not open: use it as `async with Synth(...) as synth:` "
+                "(or the synchronous helpers agentic_synth.generate / generate_batch)"
+            )
+        return self._router
+
+    def metrics(self) -> MetricsSnapshot:
+        """A snapshot of requests, errors, latency percentiles, tokens, in flight."""
+        return self._metrics.snapshot()
+
+    # -- one request --------------------------------------------------------------
+
+    def _params_for(self, params: Mapping[str, Any]) -> GenerationParams:
+        return GenerationParams.from_kwargs(self._params, **params) if params else self._params
+
+    async def _complete(self, router: Router, item: Prompt, params: GenerationParams) -> Completion:
+        request = build_request(item, params)
+        metrics = self._metrics
+        started = self._clock()
+        metrics.request_started()
+        try:
+            routed = await router.complete(request)
+        except BaseException as exc:
+            metrics.request_finished(None, exc if isinstance(exc, Exception) else None)
+            raise
+        latency = self._clock() - started
+        metrics.request_finished(latency)
+        return _completion(routed, latency)
+
+    async def generate(self, prompt: Prompt, **params: Any) -> Completion:
+        """Generate one completion; raises the request's error on failure."""
+        router = self._require_open()
+        return await self._complete(router, prompt, self._params_for(params))
+
+    # -- batches ------------------------------------------------------------------
+
+    def _make_processor(
+        self, router: Router, params: GenerationParams
+    ) -> Callable[[int, Prompt], Any]:
+        async def process(index: int, item: Prompt) -> Result:
+            try:
+                completion = await self._complete(router, item, params)
+            except SynthError as exc:
+                return GenerationError(
+                    exc,
+                    index=index,
+                    model=getattr(exc, "model", None),
+                    attempts=getattr(exc, "attempts", 0),
+                )
+            completion.index = index
+            return completion
+
+        return process
+
+    def _workers_for(self, inputs: object) -> int:
+        size = getattr(inputs, "__len__", None)
+        if size is not None and not isinstance(inputs, AsyncIterable):
+            return max(1, min(self.max_concurrency, size()))
+        return self.max_concurrency
+
+    async def generate_batch(
+        self,
+        inputs: Iterable[Prompt] | AsyncIterable[Prompt],
+        *,
+        raise_on_error: bool = False,
+        **params: Any,
+    ) -> list[Result]:
+        """One result per input, in input order: a Completion or a GenerationError.
+
+        One input failing never fails the batch, unless ``raise_on_error=True``
+        (then the first error is raised and the rest of the batch is cancelled).
+        """
+        router = self._require_open()
+        call_params = self._params_for(params)
+        feed: InputFeed[Prompt] = InputFeed(inputs)
+        results: list[Result | None] = []
+        process = self._make_processor(router, call_params)
+
+        def store(index: int, result: Result) -> None:
+            if raise_on_error and isinstance(result, GenerationError):
+                raise result.error
+            if index >= len(results):
+                results.extend([None] * (index + 1 - len(results)))
+            results[index] = result
+
+        await run_workers(feed, process, store, concurrency=self._workers_for(inputs))
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing or len(results) != feed.count:
+            raise SynthError(f"internal error: no result for inputs {missing[:10]}")
+        return results  # type: ignore[return-value]
+
+    def iter_batch(
+        self, inputs: Iterable[Prompt] | AsyncIterable[Prompt], **params: Any
+    ) -> BatchStream:
+        """Async iterator of ``(index, result)`` in completion order.
+
+        Input is consumed lazily; at most ``max_concurrency`` requests are in flight
+        and results wait in a buffer of the same size, so memory stays bounded.
+        Use ``async with synth.iter_batch(...) as results:`` to stop the batch
+        exactly when the block ends; a plain ``async for`` stops it when the
+        iterator is dropped.
+        """
+        router = self._require_open()
+        assert self._tg is not None
+        call_params = self._params_for(params)
+        feed: InputFeed[Prompt] = InputFeed(inputs)
+        return BatchStream(
+            self._tg,
+            feed,
+            self._make_processor(router, call_params),
+            self._workers_for(inputs),
+        )
+
+    # -- streaming ----------------------------------------------------------------
+
+    def generate_stream(self, prompt: Prompt, **params: Any) -> CompletionStream:
+        """Async iterator of :class:`TextDelta` events, then one :class:`StreamCompleted`.
+
+        Breaking out of the loop or cancelling closes the HTTP stream; use
+        ``async with synth.generate_stream(...) as stream:`` to close it exactly
+        at the end of the block.
+        """
+        router = self._require_open()
+        request = build_request(prompt, self._params_for(params))
+        return CompletionStream(self._stream_events(router, request))
+
+    async def _stream_events(self, router: Router, request: Any) -> AsyncIterator[StreamEvent]:
+        metrics = self._metrics
+        clock = self._clock
+        started = clock()
+        ttft: float | None = None
+        parts: list[str] = []
+        routed = Routed(model="", attempts=0, fallbacks=())
+        end: ProviderStreamEnd | None = None
+        metrics.request_started()
+        error: BaseException | None = None
+        try:
+            async for event in router.stream(request, routed):
+                if isinstance(event, TextDelta):
+                    if ttft is None:
+                        ttft = clock() - started
+                        metrics.record_ttft(ttft)
+                    parts.append(event.text)
+                    yield event
+                else:
+                    end = event
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            latency = clock() - started
+            if end is None and error is None:
+                # closed early by the consumer (break, cancel): not an engine error
+                metrics.in_flight -= 1
+            else:
+                metrics.request_finished(latency if error is None else None, error)
+        assert end is not None
+        yield StreamCompleted(
+            Completion(
+                text="".join(parts),
+                model=routed.model,
+                usage=end.usage,
+                latency=latency,
+                finish_reason=end.finish_reason,
+                attempts=routed.attempts,
+                request_id=end.request_id,
+                ttft=ttft,
+                fallbacks=routed.fallbacks,
+            )
+        )
+
+
+def _completion(routed: Routed, latency: float) -> Completion:
+    response = routed.response
+    assert response is not None
+    return Completion(
+        text=response.text,
+        model=routed.model,
+        usage=response.usage,
+        latency=latency,
+        finish_reason=response.finish_reason,
+        attempts=routed.attempts,
+        request_id=response.request_id,
+        fallbacks=routed.fallbacks,
+    )
+
+
+class CompletionStream:
+    """The events of one streamed generation; closes its connection when closed."""
+
+    def __init__(self, events: AsyncIterator[StreamEvent]) -> None:
+        self._events = events
+        self.completion: Completion | None = None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        event = await anext(self._events)
+        if isinstance(event, StreamCompleted):
+            self.completion = event.completion
+        return event
+
+    async def aclose(self) -> None:
+        await self._events.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def text(self) -> str:
+        """Consume the stream and return the whole text."""
+        parts = [e.text async for e in self if isinstance(e, TextDelta)]
+        return "".join(parts)
+
+
+_DONE = object()
+
+
+class BatchStream:
+    """Results of :meth:`Synth.iter_batch`, as ``(index, result)`` in completion order."""
+
+    def __init__(
+        self,
+        tg: anyio.abc.TaskGroup,
+        feed: InputFeed[Prompt],
+        process: Callable[[int, Prompt], Any],
+        concurrency: int,
+    ) -> None:
+        send: MemoryObjectSendStream[Any]
+        receive: MemoryObjectReceiveStream[Any]
+        send, receive = anyio.create_memory_object_stream(max_buffer_size=concurrency)
+        self._receive = receive
+        self._scope = anyio.CancelScope()
+        self._failure: BaseException | None = None
+        self._finished = False
+        tg.start_soon(self._run, send, feed, process, concurrency)
+
+    async def _run(
+        self,
+        send: MemoryObjectSendStream[Any],
+        feed: InputFeed[Prompt],
+        process: Callable[[int, Prompt], Any],
+        concurrency: int,
+    ) -> None:
+        with self._scope:
+            async with send:
+                try:
+                    await run_workers(
+                        feed, process, lambda i, r: send.send((i, r)), concurrency=concurrency
+                    )
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return  # the consumer went away
+                except Exception as exc:  # the input iterator itself failed
+                    self._failure = exc
+                    return
+                await send.send(_DONE)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> tuple[int, Result]:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            item = await self._receive.receive()
+        except anyio.EndOfStream:
+            item = _DONE
+        if item is _DONE:
+            self._finished = True
+            if self._failure is not None:
+                raise self._failure
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        self._finished = True
+        self._scope.cancel()
+        self._receive.close()
+
+    def __del__(self) -> None:
+        # Dropped without aclose (e.g. `break` in a plain async for): stop the workers.
+        self._scope.cancel()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

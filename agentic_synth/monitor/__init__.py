@@ -1,0 +1,6 @@
+"""Live metrics of an engine (the bottleneck analyzer of a later stage reads these)."""
+
+from ._histogram import LogHistogram
+from ._metrics import Metrics, MetricsSnapshot
+
+__all__ = ["LogHistogram", "Metrics", "MetricsSnapshot"]
