@@ -1,0 +1,214 @@
+"""HTTP status, error type and header -> :mod:`agentic_synth._exceptions` mapping.
+
+Shared by the Anthropic and OpenAI-compatible providers so a 429 or a 529
+means the same thing to the router whichever backend sent it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from .._exceptions import (
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    OverloadedError,
+    ProviderError,
+    RateLimitedError,
+    ServerError,
+    redact,
+)
+
+__all__ = [
+    "error_for_status",
+    "error_for_type",
+    "error_from_body",
+    "parse_retry_after",
+    "rate_limit_headers",
+]
+
+# Longest message kept from a provider's error body: enough to read, bounded for logs.
+_MAX_MESSAGE = 500
+
+_RATE_LIMIT_PREFIXES = ("anthropic-ratelimit-", "x-ratelimit-")
+_RATE_LIMIT_NAMES = frozenset({"retry-after", "retry-after-ms"})
+
+#: Error ``type`` strings (Anthropic names, OpenAI names, common server variants).
+_TYPE_CLASSES: dict[str, type[ProviderError]] = {
+    "rate_limit_error": RateLimitedError,
+    "rate_limit_exceeded": RateLimitedError,
+    "requests": RateLimitedError,
+    "tokens": RateLimitedError,
+    # Billing quota used up: throttled, but waiting will not help (see below).
+    "insufficient_quota": RateLimitedError,
+    "overloaded_error": OverloadedError,
+    "overloaded": OverloadedError,
+    "api_error": ServerError,
+    "server_error": ServerError,
+    "internal_error": ServerError,
+    "service_unavailable": ServerError,
+    "timeout_error": APITimeoutError,
+    "invalid_request_error": BadRequestError,
+    "not_found_error": BadRequestError,
+    "request_too_large": BadRequestError,
+    "context_length_exceeded": BadRequestError,
+    "badrequesterror": BadRequestError,
+    "authentication_error": AuthenticationError,
+    "permission_error": AuthenticationError,
+    "invalid_api_key": AuthenticationError,
+}
+
+
+def rate_limit_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The rate-limit related headers among ``headers`` items, names lower-cased."""
+    found: dict[str, str] = {}
+    for name, value in headers:
+        low = name.lower()
+        if low.startswith(_RATE_LIMIT_PREFIXES) or low in _RATE_LIMIT_NAMES:
+            found[low] = value
+    return found
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date).
+
+    ``headers`` must be looked up case-insensitively or have lower-cased names.
+    """
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = math.nan
+        if math.isfinite(ms) and ms >= 0:
+            return ms / 1000.0
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _class_for_status(status: int, error_type: str | None) -> type[ProviderError]:
+    if error_type == "overloaded_error" or status == 529:
+        return OverloadedError
+    if status == 429:
+        return RateLimitedError
+    if status in (401, 403):
+        return AuthenticationError
+    if status in (408, 409) or status >= 500:
+        return ServerError
+    if 400 <= status < 500:
+        return BadRequestError
+    if error_type is not None and error_type.lower() in _TYPE_CLASSES:
+        return _TYPE_CLASSES[error_type.lower()]
+    # A non-error status carrying an error (e.g. in a 200 stream) is the provider's fault.
+    return ServerError
+
+
+def _should_retry(headers: Mapping[str, str]) -> bool | None:
+    value = headers.get("x-should-retry")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return True if value == "true" else False if value == "false" else None
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    error_type: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+) -> ProviderError:
+    """The exception for an HTTP error ``status`` (the body's error ``type`` refines it).
+
+    ``headers`` supply ``retry-after``/``request-id`` and ``x-should-retry``,
+    which, when present, overrides the class's ``retryable`` default on this instance.
+    """
+    cls = _class_for_status(status, error_type)
+    exc = _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
+    if error_type == "insufficient_quota":
+        exc.retryable = False
+    return exc
+
+
+def error_for_type(
+    error_type: str | None,
+    message: str,
+    *,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+) -> ProviderError:
+    """The exception for an error named only by its ``type``, as in an SSE ``error`` event.
+
+    An unknown type is a :class:`ServerError`: the provider failed mid-answer.
+    """
+    cls = _TYPE_CLASSES.get((error_type or "").lower(), ServerError)
+    return _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
+
+
+def _build(
+    cls: type[ProviderError],
+    message: str,
+    *,
+    status: int | None,
+    headers: Mapping[str, str] | None,
+    model: str | None,
+    api_key: str | None,
+) -> ProviderError:
+    text = redact(message, api_key)
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE] + "..."
+    retry_after = request_id = None
+    should_retry = None
+    if headers is not None:
+        retry_after = parse_retry_after(headers)
+        request_id = headers.get("request-id") or headers.get("x-request-id")
+        should_retry = _should_retry(headers)
+    exc = cls(text, status=status, retry_after=retry_after, request_id=request_id, model=model)
+    if should_retry is not None:
+        exc.retryable = should_retry
+    return exc
+
+
+def error_from_body(body: Any) -> tuple[str | None, str | None]:
+    """``(type, message)`` from an error body in the shapes servers use.
+
+    ``{"error": {"type", "message", "code"}}`` (OpenAI, Anthropic),
+    ``{"error": "text"}`` (Ollama, llama.cpp) and ``{"object": "error", "type", "message"}``
+    (vLLM).
+    """
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error", body)
+    if isinstance(error, str):
+        return None, error
+    if not isinstance(error, dict):
+        return None, None
+    error_type = error.get("type")
+    code = error.get("code")
+    if not isinstance(error_type, str) and isinstance(code, str):
+        error_type = code
+    message = error.get("message")
+    return (
+        error_type if isinstance(error_type, str) else None,
+        message if isinstance(message, str) else None,
+    )

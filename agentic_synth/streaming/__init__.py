@@ -1,0 +1,7 @@
+"""Incremental Server-Sent Events parsing for streamed provider responses."""
+
+from __future__ import annotations
+
+from ._sse import ServerSentEvent, SSEDecoder
+
+__all__ = ["SSEDecoder", "ServerSentEvent"]
