@@ -1,0 +1,28 @@
+"""Simulated models: the in-process ``sim`` provider's engine and a loopback mock server.
+
+One :class:`SimConfig` (latency, streaming speed, output length, fault rates,
+seed) drives both, and outcomes are deterministic per seed and request content.
+"""
+
+from ._config import FAULT_KINDS, WIRE_ONLY_FAULTS, SimConfig
+from ._engine import Outcome, Simulator, estimate_tokens
+from ._latency import Latency, fixed, lognormal, parse_latency, uniform
+from ._schema_json import generate_json
+from ._server import MockServer, ServerStats
+
+__all__ = [
+    "FAULT_KINDS",
+    "WIRE_ONLY_FAULTS",
+    "Latency",
+    "MockServer",
+    "Outcome",
+    "ServerStats",
+    "SimConfig",
+    "Simulator",
+    "estimate_tokens",
+    "fixed",
+    "generate_json",
+    "lognormal",
+    "parse_latency",
+    "uniform",
+]

@@ -1,0 +1,249 @@
+"""The simulated model: what happens to one request, decided from its own hash.
+
+Every random choice (fault, latency, text, JSON) is drawn from a 128-bit
+blake2b digest of ``(seed, canonical request content, times seen before)``, so
+outcomes never depend on how concurrent requests interleave. A fresh
+``random.Random`` costs ~5 us to seed, so the plain-text path reads its few
+numbers straight from the digest bits; only schema JSON seeds a generator.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from hashlib import blake2b
+from typing import Any, Literal
+
+from .._types import Request
+from ._config import FAULT_KINDS, SimConfig
+from ._schema_json import generate_json
+from ._text import corpus
+
+__all__ = ["Outcome", "Simulator", "canonical_bytes", "estimate_tokens"]
+
+FinishReason = Literal["end", "max_tokens", "stop_sequence"]
+
+_U32 = 1.0 / 4294967296.0
+_MASK32 = 0xFFFFFFFF
+#: Distinct request contents remembered per generation of the seen-counter.
+_SEEN_GENERATION = 1 << 17
+
+
+def estimate_tokens(text: str) -> int:
+    """Input-token estimate: one token per 4 characters (rounded up), at least 1."""
+    return (len(text) + 3) // 4 or 1
+
+
+def canonical_bytes(request: Request) -> bytes:
+    """A stable encoding of everything that shapes a request's answer."""
+    parts = [
+        str(request.max_tokens),
+        request.system or "",
+        repr(request.temperature),
+        repr(request.top_p),
+        "\x1f".join(request.stop),
+    ]
+    for message in request.messages:
+        parts.append(message["role"])
+        parts.append(message["content"])
+    if request.json_schema is not None:
+        parts.append(json.dumps(request.json_schema, sort_keys=True, default=str))
+    return "\x1e".join(parts).encode("utf-8", "surrogatepass")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The simulated answer to one request (or the fault it hits)."""
+
+    #: ``None`` for a normal answer, else one of :data:`FAULT_KINDS`.
+    fault: str | None
+    #: Seconds before the first token (or the error) is sent.
+    delay: float
+    text: str
+    output_tokens: int
+    input_tokens: int
+    finish: FinishReason
+    #: The stop sequence that ended the text, when ``finish == "stop_sequence"``.
+    stop_sequence: str | None
+    #: 24 hex digits unique to this (content, repetition, seed).
+    token: str
+    #: A further uniform draw in ``[0, 1)`` for fault details (where a stream breaks).
+    u_extra: float
+    #: Streamed pieces: one per word for prose; ``None`` means split ``text`` evenly.
+    _pieces: list[str] | None = None
+
+    def pieces(self, chunk_tokens: int = 1) -> list[str]:
+        """The text as stream deltas of ``chunk_tokens`` tokens each."""
+        pieces = self._pieces
+        if pieces is None:
+            step = 4 * chunk_tokens
+            text = self.text
+            return [text[i : i + step] for i in range(0, len(text), step)]
+        if chunk_tokens == 1:
+            return pieces
+        return ["".join(pieces[i : i + chunk_tokens]) for i in range(0, len(pieces), chunk_tokens)]
+
+
+class _SeenCounter:
+    """How often each request content was seen, with bounded memory.
+
+    Two generations of ``generation`` entries each: when the current one fills
+    up it becomes the previous one and the oldest is dropped, so a repeat (a
+    retry) is counted correctly as long as it comes within ~``generation``
+    distinct requests of the last time.
+    """
+
+    __slots__ = ("_current", "_generation", "_previous")
+
+    def __init__(self, generation: int = _SEEN_GENERATION) -> None:
+        self._current: dict[int, int] = {}
+        self._previous: dict[int, int] = {}
+        self._generation = generation
+
+    def next(self, key: int) -> int:
+        """Return how many times ``key`` was seen before, and count this one."""
+        current = self._current
+        seen = current.get(key)
+        if seen is None:
+            seen = self._previous.get(key, 0)
+            if len(current) >= self._generation:
+                self._previous = current
+                self._current = current = {}
+        current[key] = seen + 1
+        return seen
+
+
+class Simulator:
+    """Decides outcomes for one :class:`SimConfig`; shared by provider and server."""
+
+    __slots__ = ("_arrivals", "_seed_bytes", "_seen", "_thresholds", "config")
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config = config or SimConfig()
+        cumulative = 0.0
+        thresholds: list[tuple[float, str]] = []
+        for kind in FAULT_KINDS:
+            rate = getattr(config, f"fault_{kind}")
+            if rate > 0:
+                cumulative += rate
+                thresholds.append((cumulative, kind))
+        self._thresholds = tuple(thresholds)
+        self._seed_bytes = config.seed.to_bytes(16, "big", signed=True)
+        self._seen = _SeenCounter()
+        self._arrivals = 0
+
+    def decide(self, request: Request) -> Outcome:
+        """The outcome of ``request``, counting it as seen once more."""
+        return self.decide_raw(
+            canonical_bytes(request),
+            max_tokens=request.max_tokens,
+            input_text=request.prompt_text(),
+            stop=request.stop,
+            json_schema=request.json_schema,
+        )
+
+    def decide_raw(
+        self,
+        content: bytes,
+        *,
+        max_tokens: int,
+        input_text: str,
+        stop: tuple[str, ...] = (),
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Like :meth:`decide` for callers that already hold the canonical bytes."""
+        config = self.config
+        count = self._seen.next(hash(content))
+        digest = blake2b(
+            content + self._seed_bytes + count.to_bytes(8, "big"), digest_size=16
+        ).digest()
+        bits = int.from_bytes(digest, "big")
+        u_fault = (bits & _MASK32) * _U32
+        u_lat1 = ((bits >> 32) & _MASK32) * _U32
+        u_lat2 = ((bits >> 64) & _MASK32) * _U32
+        u_len = ((bits >> 96) & 0xFFFF) * (1.0 / 65536.0)
+        pick = bits >> 112
+
+        fault: str | None = None
+        # Where in its band u_fault fell: an independent uniform for fault details.
+        u_extra = u_len
+        arrival = self._arrivals
+        self._arrivals = arrival + 1
+        if arrival < config.fail_first_n:
+            fault = config.fail_first_kind
+        else:
+            below = 0.0
+            for threshold, kind in self._thresholds:
+                if u_fault < threshold:
+                    fault = kind
+                    u_extra = (u_fault - below) / (threshold - below)
+                    break
+                below = threshold
+        latency = config.latency
+        delay = 0.0 if latency.is_zero else latency.sample(u_lat1, u_lat2)
+        input_tokens = estimate_tokens(input_text)
+        token = digest[:12].hex()
+
+        if json_schema is not None:
+            rng = random.Random(bits)
+            text = json.dumps(generate_json(json_schema, rng), ensure_ascii=False)
+            tokens = (len(text) + 3) // 4 or 1
+            finish: FinishReason = "end"
+            if tokens > max_tokens:
+                text = text[: 4 * max_tokens]
+                tokens = max_tokens
+                finish = "max_tokens"
+            return Outcome(fault, delay, text, tokens, input_tokens, finish, None, token, u_extra)
+
+        words = corpus()
+        starts = words.sentence_starts
+        start = starts[pick % len(starts)]
+        target = max(1, round(config.output_tokens * (0.5 + u_len)))
+        end = words.sentence_end(start + target - 1)
+        finish = "end"
+        if end - start > max_tokens:
+            end = start + max_tokens
+            finish = "max_tokens"
+        pieces = words.slice(start, end)
+        pieces[0] = pieces[0][1:]
+        text = "".join(pieces)
+        stop_sequence: str | None = None
+        if stop:
+            cut = -1
+            for candidate in stop:
+                at = text.find(candidate) if candidate else -1
+                if at >= 0 and (cut < 0 or at < cut):
+                    cut, stop_sequence = at, candidate
+            if stop_sequence is not None:
+                text = text[:cut]
+                pieces = _split_words(text)
+                finish = "stop_sequence"
+        return Outcome(
+            fault,
+            delay,
+            text,
+            len(pieces),
+            input_tokens,
+            finish,
+            stop_sequence,
+            token,
+            u_extra,
+            pieces,
+        )
+
+    def stream_seconds(self, outcome: Outcome) -> float:
+        """Seconds to stream ``outcome``'s tokens after the first one."""
+        tps = self.config.tokens_per_s
+        if tps is None:
+            return 0.0
+        return max(outcome.output_tokens - 1, 0) / tps
+
+
+def _split_words(text: str) -> list[str]:
+    """Split into word tokens that keep their leading space (first has none)."""
+    if not text:
+        return []
+    words = text.split(" ")
+    return [words[0], *(" " + w for w in words[1:])]

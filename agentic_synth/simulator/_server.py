@@ -1,0 +1,551 @@
+"""A loopback HTTP server that answers like the Anthropic and OpenAI APIs.
+
+A lean ``asyncio.Protocol`` with ``httptools`` parsing (keep-alive, pipelined
+requests answered in order, chunked SSE); delays are ``loop.call_later`` timers,
+so thousands of slow requests cost no tasks and no threads. The simulated
+outcome of each call comes from the same :class:`Simulator` as the in-process
+``sim`` provider, so both give the same text for the same request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+import httptools
+
+from ._anthropic_wire import AnthropicWire
+from ._config import SimConfig
+from ._engine import Outcome, Simulator
+from ._openai_wire import OpenAIWire
+from ._wire import ParsedCall, RateWindow, Wire, WireError
+
+__all__ = ["MockServer", "ServerStats"]
+
+_WIRES: dict[str, Wire] = {w.path: w for w in (AnthropicWire(), OpenAIWire())}
+_FALLBACK_WIRE = _WIRES["/v1/messages"]
+_LINGER_RESET = struct.pack("ii", 1, 0)
+_REASONS = {s.value: s.phrase for s in HTTPStatus} | {529: "Overloaded"}
+_STATUS_LINES: dict[int, bytes] = {}
+_FAULT_ERRORS = {
+    "429": (429, "rate_limit", "Number of requests has exceeded your rate limit"),
+    "500": (500, "api_error", "Internal server error"),
+}
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """Live counters, for tests to assert on what the server saw."""
+
+    #: Requests received, by path.
+    requests: Counter[str] = field(default_factory=Counter)
+    #: Responses begun, by HTTP status.
+    responses: Counter[int] = field(default_factory=Counter)
+    #: Injected faults, by kind.
+    faults: Counter[str] = field(default_factory=Counter)
+    streams_started: int = 0
+    streams_completed: int = 0
+    #: Streams whose client closed the connection before the end.
+    streams_aborted: int = 0
+    open_connections: int = 0
+    connections_total: int = 0
+
+
+class _DateCache:
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def get(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = formatdate(now, usegmt=True)
+        return self._value
+
+
+_DATE = _DateCache()
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode()
+        _STATUS_LINES[status] = line
+    return line
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests, answer them one at a time, in order."""
+
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+        loop = server._loop
+        assert loop is not None
+        self.loop = loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.pending: deque[tuple[bytes, dict[str, str], bytes, bool, bytes]] = deque()
+        self.active = False
+        self.keep_alive = True
+        self.timer: asyncio.TimerHandle | None = None
+        self.streaming = False
+        self.closed = False
+        # The exchange in progress.
+        self.wire: Wire = _FALLBACK_WIRE
+        self.call: ParsedCall | None = None
+        self.outcome: Outcome | None = None
+        self.pieces: list[str] = []
+        self.sent = 0
+        self.stop_at = 0
+        self.t0 = 0.0
+        self.interval = 0.0
+        self.fault: str | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        stats = self.server.stats
+        stats.open_connections += 1
+        stats.connections_total += 1
+        self.server._connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.keep_alive = False
+            error = WireError(400, "invalid_request", "malformed HTTP request")
+            self._send_error(self.wire, error, "req_sim_badhttp")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        stats = self.server.stats
+        stats.open_connections -= 1
+        if self.streaming:
+            self.streaming = False
+            stats.streams_aborted += 1
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.pending.clear()
+        self.server._connections.discard(self)
+
+    # -- httptools callbacks ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = {}
+        self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        item = (
+            self.parser.get_method(),
+            self.headers,
+            b"".join(self.body),
+            self.parser.should_keep_alive(),
+            self.url,
+        )
+        if self.active:
+            self.pending.append(item)
+        else:
+            self._handle(*item)
+
+    # -- one exchange ----------------------------------------------------------------
+
+    def _handle(
+        self, method: bytes, headers: dict[str, str], body: bytes, keep_alive: bool, url: bytes
+    ) -> None:
+        self.active = True
+        self.keep_alive = keep_alive
+        server = self.server
+        path = url.split(b"?", 1)[0].decode("latin-1").rstrip("/")
+        server.stats.requests[path] += 1
+        wire = _WIRES.get(path)
+        if wire is None:
+            self.wire = _WIRES["/v1/chat/completions"] if "chat" in path else _FALLBACK_WIRE
+            error = WireError(404, "not_found", f"{method.decode()} {path} not found")
+            self._send_error(self.wire, error, "req_sim_notfound")
+            return
+        self.wire = wire
+        if method != b"POST":
+            error = WireError(405, "invalid_request", f"{method.decode()} is not allowed here")
+            self._send_error(wire, error, "req_sim_method")
+            return
+        if server.api_key is not None and not wire.authorized(headers, server.api_key):
+            error = WireError(401, "authentication", "invalid x-api-key")
+            self._send_error(wire, error, "req_sim_auth")
+            return
+        try:
+            call = wire.parse(json.loads(body))
+        except WireError as exc:
+            self._send_error(wire, exc, "req_sim_invalid")
+            return
+        except ValueError:
+            error = WireError(400, "invalid_request", "request body is not valid JSON")
+            self._send_error(wire, error, "req_sim_invalid")
+            return
+        outcome = server.simulator.decide(call.request)
+        self.call = call
+        self.outcome = outcome
+        fault = outcome.fault
+        delay = outcome.delay
+        if fault is not None:
+            server.stats.faults[fault] += 1
+            if fault == "timeout":
+                delay += server.config.hang
+                fault = None
+            elif fault == "stream_error" and not call.stream:
+                fault = "529"
+        if fault is None or fault in ("malformed", "truncate", "stream_error"):
+            self._schedule(delay, self._respond, fault)
+        elif fault == "reset":
+            self._schedule(delay, self._reset, None)
+        else:
+            self._schedule(delay, self._fault_status, fault)
+
+    def _schedule(self, delay: float, callback: Any, arg: str | None) -> None:
+        if delay <= 0.0:
+            callback(arg)
+        else:
+            self.timer = self.loop.call_later(delay, callback, arg)
+
+    def _common_headers(
+        self, wire: Wire, request_id: str, content_type: str, extra: list[tuple[str, str]]
+    ) -> list[bytes]:
+        lines = [
+            f"date: {_DATE.get()}\r\n".encode(),
+            f"content-type: {content_type}\r\n".encode(),
+            f"{wire.request_id_header()}: {request_id}\r\n".encode(),
+            b"connection: keep-alive\r\n" if self.keep_alive else b"connection: close\r\n",
+        ]
+        lines.extend(f"{name}: {value}\r\n".encode() for name, value in extra)
+        return lines
+
+    def _rate_headers(self, wire: Wire, outcome: Outcome | None) -> list[tuple[str, str]]:
+        server = self.server
+        config = server.config
+        window = server._window
+        if outcome is None:
+            reset = window.record(0, 0)
+        else:
+            reset = window.record(outcome.input_tokens, outcome.output_tokens)
+        limits = (
+            config.requests_per_minute,
+            config.input_tokens_per_minute,
+            config.output_tokens_per_minute,
+        )
+        return wire.rate_headers(limits, window, reset)
+
+    def _send_full(
+        self,
+        status: int,
+        request_id: str,
+        body: bytes,
+        extra: list[tuple[str, str]],
+        *,
+        declared_length: int | None = None,
+    ) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        self.server.stats.responses[status] += 1
+        head = self._common_headers(self.wire, request_id, "application/json", extra)
+        length = len(body) if declared_length is None else declared_length
+        transport.write(
+            b"".join([_status_line(status), *head, b"content-length: %d\r\n\r\n" % length, body])
+        )
+
+    def _send_error(
+        self,
+        wire: Wire,
+        error: WireError,
+        request_id: str,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.wire = wire
+        body = wire.error_body(error, request_id)
+        self._send_full(error.status, request_id, body, extra or [])
+        self._done()
+
+    def _fault_status(self, fault: str | None) -> None:
+        self.timer = None
+        outcome = self.outcome
+        assert outcome is not None and fault is not None
+        wire = self.wire
+        request_id = f"req_sim_{outcome.token}"
+        extra: list[tuple[str, str]] = []
+        if fault == "529":
+            error = WireError(wire.overloaded_status(), "overloaded", "Overloaded")
+        else:
+            status, kind, message = _FAULT_ERRORS[fault]
+            error = WireError(status, kind, message)
+        if fault in ("429", "529"):
+            retry_after = self.server.config.retry_after
+            whole = float(retry_after).is_integer()
+            extra.append(("retry-after", str(int(retry_after)) if whole else f"{retry_after:g}"))
+            extra.append(("retry-after-ms", str(round(retry_after * 1000))))
+        extra.extend(self._rate_headers(wire, None))
+        self._send_error(wire, error, request_id, extra)
+
+    def _reset(self, _: str | None) -> None:
+        self.timer = None
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass
+        transport.abort()
+
+    def _respond(self, fault: str | None) -> None:
+        self.timer = None
+        call, outcome = self.call, self.outcome
+        assert call is not None and outcome is not None
+        wire = self.wire
+        request_id = f"req_sim_{outcome.token}"
+        extra = self._rate_headers(wire, outcome)
+        if not call.stream:
+            body = wire.body(call, outcome, outcome.token)
+            if fault == "malformed":
+                self._send_full(200, request_id, body[: len(body) // 2], extra)
+            elif fault == "truncate":
+                self._send_full(
+                    200, request_id, body[: len(body) // 2], extra, declared_length=len(body)
+                )
+                self._close()
+                return
+            else:
+                delay = self.server.simulator.stream_seconds(outcome)
+                if delay > 0:
+                    self.timer = self.loop.call_later(
+                        delay, self._send_later, (request_id, body, extra)
+                    )
+                    return
+                self._send_full(200, request_id, body, extra)
+            self._done()
+            return
+        self._start_stream(call, outcome, request_id, extra, fault)
+
+    def _send_later(self, args: tuple[str, bytes, list[tuple[str, str]]]) -> None:
+        self.timer = None
+        self._send_full(200, *args)
+        self._done()
+
+    def _start_stream(
+        self,
+        call: ParsedCall,
+        outcome: Outcome,
+        request_id: str,
+        extra: list[tuple[str, str]],
+        fault: str | None,
+    ) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        server = self.server
+        server.stats.responses[200] += 1
+        server.stats.streams_started += 1
+        self.streaming = True
+        pieces = outcome.pieces(server.config.stream_chunk_tokens)
+        self.pieces = pieces
+        self.sent = 0
+        # Where a broken stream breaks: after this many deltas.
+        self.stop_at = len(pieces) if fault is None else int(outcome.u_extra * len(pieces))
+        self.fault = fault
+        head = self._common_headers(
+            self.wire,
+            request_id,
+            "text/event-stream; charset=utf-8",
+            [*extra, ("cache-control", "no-cache")],
+        )
+        start = self.wire.stream_head(call, outcome, outcome.token)
+        transport.write(b"".join([_status_line(200), *head, b"transfer-encoding: chunked\r\n\r\n"]))
+        tps = server.config.tokens_per_s
+        if tps is None:
+            self._stream_step(start, len(pieces))
+            return
+        self.interval = server.config.stream_chunk_tokens / tps
+        self.t0 = self.loop.time()
+        self._stream_step(start, 1)
+
+    def _stream_next(self, _: None = None) -> None:
+        self.timer = None
+        self._stream_step(b"", 1)
+
+    def _stream_step(self, prefix: bytes, count: int) -> None:
+        """Send up to ``count`` more deltas; then the end, a fault, or the next timer."""
+        transport = self.transport
+        call, outcome = self.call, self.outcome
+        if transport is None or self.closed or call is None or outcome is None:
+            return
+        wire = self.wire
+        ident = outcome.token
+        parts = [prefix] if prefix else []
+        end = min(self.sent + count, self.stop_at)
+        parts.extend(
+            wire.stream_delta(call, piece, ident) for piece in self.pieces[self.sent : end]
+        )
+        self.sent = end
+        if end < self.stop_at:
+            transport.write(_chunk(b"".join(parts)))
+            at = self.t0 + self.interval * end
+            self.timer = self.loop.call_at(at, self._stream_next)
+            return
+        fault = self.fault
+        if fault == "truncate":
+            if parts:
+                transport.write(_chunk(b"".join(parts)))
+            self._close()
+            return
+        if fault == "malformed":
+            parts.append(b'data: {"type":"content_block_delta","index":0,"delta":{"ty\n\n')
+        elif fault == "stream_error":
+            parts.append(wire.stream_error("overloaded", "Overloaded"))
+        else:
+            parts.append(wire.stream_tail(call, outcome, ident))
+        transport.write(_chunk(b"".join(parts)) + b"0\r\n\r\n")
+        self.streaming = False
+        self.server.stats.streams_completed += 1
+        self._done()
+
+    def _close(self) -> None:
+        """End the connection without finishing the response (truncation fault)."""
+        self.streaming = False
+        self.keep_alive = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def _done(self) -> None:
+        self.active = False
+        self.call = None
+        self.outcome = None
+        if not self.keep_alive:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self.pending:
+            self.loop.call_soon(self._next_pending)
+
+    def _next_pending(self) -> None:
+        if self.pending and not self.active and not self.closed:
+            self._handle(*self.pending.popleft())
+
+
+class MockServer:
+    """Loopback server speaking the Anthropic and OpenAI APIs, in this event loop.
+
+    ``async with MockServer(SimConfig(latency=fixed(0.05))) as server:`` then
+    point a client at ``server.url`` (both ``/v1/messages`` and
+    ``/v1/chat/completions`` are served). With ``api_key`` set, calls without
+    that key get a 401 like the real APIs.
+    """
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+    ) -> None:
+        self.config = config or SimConfig()
+        self.simulator = Simulator(self.config)
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.stats = ServerStats()
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._window = RateWindow()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        state = self.url if self._server is not None else "stopped"
+        return f"MockServer({state}, config={self.config!r})"
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:PORT`` (for both wire formats)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def anthropic_url(self) -> str:
+        """Base URL for Anthropic clients (they append ``/v1/messages``)."""
+        return self.url
+
+    @property
+    def openai_url(self) -> str:
+        """Base URL for OpenAI clients (they append ``/chat/completions``)."""
+        return f"{self.url}/v1"
+
+    async def start(self) -> None:
+        """Listen; ``port=0`` picks a free port (read it back from :attr:`port`)."""
+        if self._server is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: _Connection(self),
+            self.host,
+            self.port,
+            backlog=4096,
+            reuse_address=True,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        """Stop listening and drop every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        await server.wait_closed()
+        # Let the transports deliver connection_lost before returning.
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> MockServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
