@@ -34,7 +34,8 @@ from ._types import (
 )
 from .monitor import Metrics, MetricsSnapshot
 from .providers import Provider, create_provider
-from .routing import Routed, Router
+from .routing import BreakerConfig, RetryPolicy, Routed, Router
+from .routing._strategy import make_strategy
 
 __all__ = ["BatchStream", "CompletionStream", "Synth"]
 
@@ -53,6 +54,10 @@ class Synth:
         max_concurrency: int = 64,
         max_tokens: int = 1024,
         defaults: Mapping[str, Any] | None = None,
+        strategy: str = "priority",
+        retry: RetryPolicy | None = None,
+        breaker: BreakerConfig | None = None,
+        deadline: float | None = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -78,7 +83,18 @@ class Synth:
                 "the same model deployment is listed twice; give each entry its own base_url or "
                 "remove the repeat"
             )
+        make_strategy(strategy)  # fail on a bad name here, not on first use
+        if deadline is not None and not (deadline > 0 and math.isfinite(deadline)):
+            raise ConfigurationError(
+                f"deadline must be a positive number of seconds or None, got {deadline!r}"
+            )
         self._specs = specs
+        self._routing: dict[str, Any] = {
+            "strategy": strategy,
+            "retry": retry,
+            "breaker": breaker,
+            "deadline": deadline,
+        }
         self.max_concurrency = max_concurrency
         self._params = GenerationParams.from_kwargs(max_tokens=max_tokens, **dict(defaults or {}))
         self._clock = clock
@@ -117,7 +133,7 @@ class Synth:
                 await p.aclose()
             raise
         self._tg = tg
-        self._router = Router(pairs, metrics=self._metrics, clock=self._clock)
+        self._router = Router(pairs, metrics=self._metrics, clock=self._clock, **self._routing)
         return self
 
     async def __aexit__(
@@ -181,6 +197,8 @@ class Synth:
         async def process(index: int, item: Prompt) -> Result:
             try:
                 completion = await self._complete(router, item, params)
+            except ConfigurationError:
+                raise  # the whole job cannot work (e.g. every key rejected): stop the batch
             except SynthError as exc:
                 return GenerationError(
                     exc,

@@ -1,5 +1,17 @@
-"""Model routing: choice of model, fallback, breakers, retries, client-side limits."""
+"""Model routing: strategies, fallback, circuit breakers, retries, client-side rate limits."""
 
-from ._router import Routed, Router
+from ._backoff import RetryPolicy
+from ._breaker import BreakerState, CircuitBreaker
+from ._router import BreakerConfig, NoModelAvailableError, Routed, Router
+from ._strategy import STRATEGIES
 
-__all__ = ["Routed", "Router"]
+__all__ = [
+    "STRATEGIES",
+    "BreakerConfig",
+    "BreakerState",
+    "CircuitBreaker",
+    "NoModelAvailableError",
+    "RetryPolicy",
+    "Routed",
+    "Router",
+]
