@@ -38,7 +38,6 @@ from ._backoff import RetryPolicy
 from ._breaker import BreakerState, CircuitBreaker, Ticket
 from ._ratelimit import ModelRateLimiter, Reservation
 from ._strategy import make_strategy
-from ._tokens import TokenCounter
 
 __all__ = ["BreakerConfig", "NoModelAvailableError", "Routed", "Router"]
 
@@ -149,7 +148,7 @@ class Router:
         deadline: float | None = 300.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        token_counter: TokenCounter | None = None,
+        token_counter: Any = None,
         rng: random.Random | None = None,
     ) -> None:
         if not models:
@@ -171,6 +170,8 @@ class Router:
         for spec, provider in models:
             limited = spec.rpm or spec.input_tpm or spec.output_tpm
             if limited and self._tokens is None and (spec.input_tpm or spec.output_tpm):
+                from ._tokens import TokenCounter  # only models with token limits need it
+
                 self._tokens = TokenCounter()
             self._slots.append(
                 _Slot(
