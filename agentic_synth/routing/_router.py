@@ -403,6 +403,7 @@ class Router:
                         try:
                             delay = self._failed(adm, exc, attempt, progress)
                         except BaseException:
+                            exc.attempts = routed.attempts
                             routed.fallbacks = tuple(fallbacks)
                             raise
                         if delay is None:
@@ -476,6 +477,7 @@ class Router:
                         try:
                             delay = self._failed(adm, exc, attempt, progress)
                         except BaseException:
+                            exc.attempts = routed.attempts
                             routed.fallbacks = tuple(fallbacks)
                             raise
                         if delivered:
