@@ -292,9 +292,9 @@ async def test_status_errors(
     retry_after: float | None,
 ) -> None:
     scripted.handler = error(status, body, headers)
-    for call in (provider.complete("gpt-x", req()), collect(provider, req())):
+    for call in (lambda: provider.complete("gpt-x", req()), lambda: collect(provider, req())):
         with pytest.raises(cls) as info:
-            await call
+            await call()
         exc = info.value
         assert exc.status == status and exc.retry_after == retry_after and exc.model == "gpt-x"
         assert_no_key(exc)

@@ -1,0 +1,304 @@
+"""Anthropic Messages API through the official SDK (aiohttp transport, SDK retries off).
+
+The router owns retries, so the SDK's are disabled and every SDK exception is
+mapped onto our tree (the SDK's stays as ``__cause__``). Non-streaming answers
+are read through ``with_raw_response`` (for the rate-limit headers) and decoded
+with ``json.loads`` instead of the SDK's models: we need four fields, not a
+pydantic tree. Streams iterate the raw SSE events of ``messages.create(stream=True)``.
+
+There is no native JSON Schema mode on this path: ``Request.json_schema`` becomes
+a system instruction asking for JSON matching the schema (see :func:`schema_instruction`);
+validate the output if it matters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anthropic
+import anyio
+import httpx2
+
+from .._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    ConfigurationError,
+    ProviderError,
+    redact,
+)
+from .._spec import ModelSpec
+from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
+from ._base import ProviderStreamEvent
+from ._http_errors import error_for_status, error_for_type, rate_limit_headers
+
+__all__ = ["AnthropicProvider", "create", "schema_instruction"]
+
+#: Body fields ``AsyncMessages.create`` takes as keyword arguments in the installed SDK.
+_SDK_PARAMS = frozenset(
+    inspect.signature(anthropic.resources.messages.AsyncMessages.create).parameters
+) - {
+    "self",
+    "extra_headers",
+    "extra_query",
+    "extra_body",
+    "timeout",
+    "stream",
+}
+
+
+def create(spec: ModelSpec, *, max_connections: int) -> AnthropicProvider:
+    """Build the provider for a resolved ``anthropic:`` spec."""
+    if not spec.api_key:
+        raise ConfigurationError(f"no API key for {spec.name}: set ANTHROPIC_API_KEY")
+    return AnthropicProvider(
+        api_key=spec.api_key,
+        base_url=spec.base_url,
+        timeout=spec.timeout,
+        max_connections=max_connections,
+    )
+
+
+def schema_instruction(schema: Mapping[str, Any]) -> str:
+    """The system-prompt text that stands in for a native JSON Schema mode."""
+    return (
+        "Respond with a single JSON value that conforms to the following JSON Schema. "
+        "Output only the JSON: no prose, no explanations, no Markdown code fences.\n"
+        f"JSON Schema:\n{json.dumps(schema, ensure_ascii=False)}"
+    )
+
+
+def _usage(data: Any) -> Usage:
+    """Input counts cache writes and reads too, so it is the whole prompt, as OpenAI's is.
+
+    ``data`` is the JSON ``usage`` object or the SDK's model of it (in streams).
+    """
+    if not data:
+        return Usage()
+    if not isinstance(data, dict):
+        data = data.__dict__
+    input_tokens = (
+        (data.get("input_tokens") or 0)
+        + (data.get("cache_creation_input_tokens") or 0)
+        + (data.get("cache_read_input_tokens") or 0)
+    )
+    return Usage(int(input_tokens), int(data.get("output_tokens") or 0))
+
+
+class AnthropicProvider:
+    """``anthropic:`` models through one ``AsyncAnthropic`` client (one connection pool)."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        timeout: float | None,
+        max_connections: int,
+    ) -> None:
+        if max_connections < 1:
+            raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
+        self._api_key = api_key
+        self._timeout = timeout
+        self._max_connections = max_connections
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=timeout,
+            http_client=anthropic.DefaultAioHttpClient(
+                timeout=timeout,
+                limits=httpx2.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+            ),
+        )
+        self._base_url = str(self._client.base_url)
+
+    def __repr__(self) -> str:
+        return (
+            f"AnthropicProvider(base_url={self._base_url!r}, "
+            f"max_connections={self._max_connections})"
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _params(self, model: str, request: Request) -> dict[str, Any]:
+        """Keyword arguments for ``messages.create``.
+
+        Body fields the installed SDK has no parameter for (``temperature`` and
+        ``top_p`` in SDK 2.x, anything in ``Request.extra``) travel in ``extra_body``.
+        """
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+        }
+        system = request.system
+        if request.json_schema is not None:
+            instruction = schema_instruction(request.json_schema)
+            system = f"{system}\n\n{instruction}" if system else instruction
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if request.extra:
+            body.update(request.extra)
+        extra = {k: body.pop(k) for k in [k for k in body if k not in _SDK_PARAMS]}
+        if extra:
+            body["extra_body"] = extra
+        if request.timeout is not None:
+            body["timeout"] = request.timeout
+        return body
+
+    def _deadline(self, request: Request) -> float | None:
+        timeout = self._timeout if request.timeout is None else request.timeout
+        return None if timeout is None else time.monotonic() + timeout
+
+    async def complete(self, model: str, request: Request) -> ProviderResponse:
+        params = self._params(model, request)
+        deadline = self._deadline(request)
+        try:
+            # The SDK's timeout bounds each read; this bounds the whole call.
+            with anyio.fail_after(None if deadline is None else deadline - time.monotonic()):
+                raw = await self._client.messages.with_raw_response.create(**params)
+                body = await raw.read()
+        except TimeoutError as exc:
+            raise APITimeoutError(
+                f"no complete answer from {self._base_url} in time", model=model
+            ) from exc
+        except Exception as exc:
+            raise self._map_error(exc, model) from exc
+        headers = raw.headers
+        request_id = headers.get("request-id")
+        try:
+            data = json.loads(body)
+            text = "".join(
+                block["text"] for block in data["content"] if block.get("type") == "text"
+            )
+            finish = data.get("stop_reason") or "unknown"
+            usage = _usage(data.get("usage"))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise APIConnectionError(
+                f"malformed response from {self._base_url}: {type(exc).__name__}",
+                request_id=request_id,
+                model=model,
+            ) from exc
+        return ProviderResponse(
+            text, finish, usage, request_id, rate_limit_headers(headers.items())
+        )
+
+    async def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
+        params = self._params(model, request)
+        deadline = self._deadline(request)
+        try:
+            with anyio.fail_after(None if deadline is None else deadline - time.monotonic()):
+                stream = await self._client.messages.create(**params, stream=True)
+        except TimeoutError as exc:
+            raise APITimeoutError(f"no answer from {self._base_url} in time", model=model) from exc
+        except Exception as exc:
+            raise self._map_error(exc, model) from exc
+        headers = stream.response.headers
+        request_id = headers.get("request-id")
+        finish: str | None = None
+        usage = Usage()
+        stopped = False
+        try:
+            async for event in stream:
+                kind = event.type
+                if kind == "content_block_delta":
+                    delta = event.delta
+                    if delta.type == "text_delta" and delta.text:
+                        yield TextDelta(delta.text)
+                elif kind == "message_start":
+                    usage = _usage(event.message.usage)
+                elif kind == "message_delta":
+                    finish = event.delta.stop_reason or finish
+                    # Output tokens here are cumulative; input ones only sometimes present.
+                    usage.output_tokens = int(event.usage.output_tokens or 0)
+                    if event.usage.input_tokens is not None:
+                        usage = _usage(event.usage)
+                elif kind == "message_stop":
+                    # Not ``break``: reading on to the end of the body (normally the
+                    # same packet) lets the connection go back to the pool.
+                    stopped = True
+                if deadline is not None and time.monotonic() > deadline:
+                    raise APITimeoutError(
+                        f"stream from {self._base_url} outlived its timeout",
+                        request_id=request_id,
+                        model=model,
+                    )
+            if not stopped:
+                raise APIConnectionError(
+                    f"stream from {self._base_url} ended before message_stop",
+                    request_id=request_id,
+                    model=model,
+                )
+        except ProviderError:
+            raise
+        except Exception as exc:
+            if not stopped:
+                raise self._map_error(exc, model, request_id) from exc
+            # The answer was complete; a failure while draining the body changes nothing.
+        finally:
+            # Closes the HTTP response at once, also on early exit and cancellation.
+            with anyio.CancelScope(shield=True):
+                await stream.close()
+        yield ProviderStreamEnd(
+            finish or "unknown", usage, request_id, rate_limit_headers(headers.items())
+        )
+
+    def _map_error(
+        self, exc: BaseException, model: str, request_id: str | None = None
+    ) -> ProviderError:
+        key = self._api_key
+        if isinstance(exc, anthropic.APIError):
+            # It stays our ``__cause__``: scrub a key a server may have echoed back.
+            exc.message = redact(exc.message, key)
+            exc.args = tuple(redact(a, key) if isinstance(a, str) else a for a in exc.args)
+        if isinstance(exc, anthropic.APIStatusError):
+            status = exc.status_code
+            detail = exc.api_message or exc.message
+            if status < 400:
+                # An ``error`` event inside a 200 stream: only its type says what failed.
+                return error_for_type(
+                    exc.type,
+                    f"{exc.type or 'error'} event in stream from {self._base_url}: {detail}",
+                    headers=exc.response.headers,
+                    model=model,
+                    api_key=key,
+                )
+            return error_for_status(
+                status,
+                f"HTTP {status} from {self._base_url}: {detail}",
+                headers=exc.response.headers,
+                error_type=exc.type,
+                model=model,
+                api_key=key,
+            )
+        text = redact(f"{type(exc).__name__}: {exc}", key)
+        if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException | TimeoutError):
+            return APITimeoutError(
+                f"no answer from {self._base_url} in time ({text})",
+                request_id=request_id,
+                model=model,
+            )
+        if isinstance(exc, ValueError):  # json.JSONDecodeError from a broken SSE event
+            return APIConnectionError(
+                f"malformed stream event from {self._base_url}: {text}",
+                request_id=request_id,
+                model=model,
+            )
+        return APIConnectionError(
+            f"connection to {self._base_url} failed: {text}", request_id=request_id, model=model
+        )
