@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentic_synth._exceptions import ConfigurationError
 from agentic_synth.routing._ratelimit import (
@@ -428,3 +430,19 @@ def test_limiter_rejects_bad_configuration(kwargs: dict[str, float], word: str) 
     args = {"rpm": None, "input_tpm": None, "output_tpm": None} | kwargs
     with pytest.raises(ConfigurationError, match=word):
         ModelRateLimiter(**args)  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 3), min_size=1, max_size=120))
+def test_grants_never_exceed_burst_plus_refill(gaps: list[float]) -> None:
+    async def run() -> None:
+        t = FakeTime(0.0)
+        lim = limiter(t, 30, None, None)  # 0.5 per second, burst 30
+        for gap in gaps:
+            t.now += gap
+            await lim.acquire(0, 0)
+            assert lim.snapshot()["requests"]["available"] >= -1e-6
+        granted = len(gaps)
+        assert granted <= 30 + 0.5 * t.now + 1e-6
+
+    anyio.run(run)
