@@ -28,6 +28,7 @@ from ._types import (
     Usage,
 )
 from .monitor import MetricsSnapshot
+from .routing import BreakerConfig, RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchStream",
+    "BreakerConfig",
     "Completion",
     "CompletionStream",
     "ConfigurationError",
@@ -50,6 +52,7 @@ __all__ = [
     "RateLimitedError",
     "Request",
     "Result",
+    "RetryPolicy",
     "ServerError",
     "StreamCompleted",
     "StreamEvent",

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
+import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import ConfigurationError, SynthError
@@ -33,11 +34,13 @@ from ._types import (
     TextDelta,
 )
 from .monitor import Metrics, MetricsSnapshot
-from .providers import Provider, create_provider
+from .providers import Provider, create_provider, validate_spec
 from .routing import BreakerConfig, RetryPolicy, Routed, Router
 from .routing._strategy import make_strategy
 
 __all__ = ["BatchStream", "CompletionStream", "Synth"]
+
+log = structlog.get_logger("agentic_synth")
 
 
 class Synth:
@@ -77,6 +80,8 @@ class Synth:
                 "models is empty; pass at least one, e.g. Synth(models=['sim:sim-1'])"
             )
         specs = [parse_model(m).resolved() for m in models]
+        for spec in specs:
+            validate_spec(spec)
         names = [s.name + (f"@{s.base_url}" if s.base_url else "") for s in specs]
         if len(set(names)) != len(names):
             raise ConfigurationError(
@@ -199,7 +204,10 @@ class Synth:
                 completion = await self._complete(router, item, params)
             except ConfigurationError:
                 raise  # the whole job cannot work (e.g. every key rejected): stop the batch
-            except SynthError as exc:
+            except Exception as exc:
+                if not isinstance(exc, SynthError):
+                    # a bug below us must not sink a million-item batch: record it, loudly
+                    log.error("unexpected_error", index=index, error=repr(exc), exc_info=exc)
                 return GenerationError(
                     exc,
                     index=index,
@@ -378,6 +386,40 @@ class CompletionStream:
 _DONE = object()
 
 
+class _BatchState:
+    """What the batch's background task shares with its BatchStream (not the
+    stream itself, so dropping the stream can stop the task)."""
+
+    __slots__ = ("failure", "scope")
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.failure: BaseException | None = None
+
+
+async def _run_batch(
+    state: _BatchState,
+    send: MemoryObjectSendStream[Any],
+    feed: InputFeed[Prompt],
+    process: Callable[[int, Prompt], Any],
+    concurrency: int,
+) -> None:
+    with state.scope:
+        async with send:
+            try:
+                await run_workers(
+                    feed, process, lambda i, r: send.send((i, r)), concurrency=concurrency
+                )
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the consumer went away
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:  # the input iterator itself failed
+                state.failure = exc
+                return
+            await send.send(_DONE)
+
+
 class BatchStream:
     """Results of :meth:`Synth.iter_batch`, as ``(index, result)`` in completion order."""
 
@@ -392,32 +434,9 @@ class BatchStream:
         receive: MemoryObjectReceiveStream[Any]
         send, receive = anyio.create_memory_object_stream(max_buffer_size=concurrency)
         self._receive = receive
-        self._scope = anyio.CancelScope()
-        self._failure: BaseException | None = None
+        self._state = _BatchState()
         self._finished = False
-        tg.start_soon(self._run, send, feed, process, concurrency)
-
-    async def _run(
-        self,
-        send: MemoryObjectSendStream[Any],
-        feed: InputFeed[Prompt],
-        process: Callable[[int, Prompt], Any],
-        concurrency: int,
-    ) -> None:
-        with self._scope:
-            async with send:
-                try:
-                    await run_workers(
-                        feed, process, lambda i, r: send.send((i, r)), concurrency=concurrency
-                    )
-                except anyio.get_cancelled_exc_class():
-                    raise
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return  # the consumer went away
-                except Exception as exc:  # the input iterator itself failed
-                    self._failure = exc
-                    return
-                await send.send(_DONE)
+        tg.start_soon(_run_batch, self._state, send, feed, process, concurrency)
 
     def __aiter__(self) -> Self:
         return self
@@ -427,23 +446,29 @@ class BatchStream:
             raise StopAsyncIteration
         try:
             item = await self._receive.receive()
-        except anyio.EndOfStream:
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
             item = _DONE
         if item is _DONE:
             self._finished = True
-            if self._failure is not None:
-                raise self._failure
+            if self._state.failure is not None:
+                raise self._state.failure
             raise StopAsyncIteration
         return item  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         self._finished = True
-        self._scope.cancel()
+        self._state.scope.cancel()
         self._receive.close()
 
     def __del__(self) -> None:
         # Dropped without aclose (e.g. `break` in a plain async for): stop the workers.
-        self._scope.cancel()
+        try:
+            self._stop()
+        except RuntimeError:  # the event loop is already gone: nothing left to stop
+            pass
 
     async def __aenter__(self) -> Self:
         return self

@@ -7,20 +7,32 @@ importing the Anthropic SDK.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from .._exceptions import ConfigurationError
 from .._spec import KNOWN_PROVIDERS, ModelSpec
 from ._base import Provider, ProviderStreamEvent
 
-__all__ = ["Provider", "ProviderStreamEvent", "create_provider"]
+__all__ = ["Provider", "ProviderStreamEvent", "create_provider", "validate_spec"]
 
 
-def create_provider(spec: ModelSpec, *, max_connections: int) -> Provider:
-    """Create the provider for one (resolved) model deployment."""
+def _module(spec: ModelSpec) -> Any:
     if spec.provider not in KNOWN_PROVIDERS:
         raise ConfigurationError(
             f"unknown provider {spec.provider!r}; use one of {', '.join(KNOWN_PROVIDERS)}"
         )
-    module = importlib.import_module(f".{spec.provider}", __name__)
+    return importlib.import_module(f".{spec.provider}", __name__)
+
+
+def validate_spec(spec: ModelSpec) -> None:
+    """Check provider-specific options now, so a bad one fails at construction."""
+    check = getattr(_module(spec), "validate", None)
+    if check is not None:
+        check(spec)
+
+
+def create_provider(spec: ModelSpec, *, max_connections: int) -> Provider:
+    """Create the provider for one (resolved) model deployment."""
+    module = _module(spec)
     provider: Provider = module.create(spec, max_connections=max_connections)
     return provider

@@ -275,7 +275,9 @@ class Router:
         latency = self._clock() - adm.started
         if slot.limiter is not None:
             if adm.reservation is not None:
-                slot.limiter.reconcile(adm.reservation, usage.output_tokens)
+                slot.limiter.reconcile(
+                    adm.reservation, usage.output_tokens, actual_input_tokens=usage.input_tokens
+                )
             if headers:
                 slot.limiter.update_from_headers(headers)
         per_token = latency / max(1, usage.output_tokens)
@@ -314,10 +316,11 @@ class Router:
         else:
             slot.breaker.release(adm.ticket)
         if slot.limiter is not None:
+            if isinstance(exc, RateLimitedError):
+                # with the reservation, 429s of calls sent before the last cut do not cut again
+                slot.limiter.on_rate_limited(adm.reservation)
             if adm.reservation is not None:
                 slot.limiter.release(adm.reservation)
-            if isinstance(exc, RateLimitedError):
-                slot.limiter.on_rate_limited()
         if isinstance(exc, AuthenticationError):
             if not slot.disabled:
                 slot.disabled = True

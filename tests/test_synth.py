@@ -1,0 +1,264 @@
+"""The public facade on the embedded simulator: batches, streams, cancellation, errors."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+
+import agentic_synth
+from agentic_synth import (
+    Completion,
+    ConfigurationError,
+    GenerationError,
+    InvalidRequestError,
+    ModelSpec,
+    RetryPolicy,
+    StreamCompleted,
+    Synth,
+    SynthError,
+    TextDelta,
+)
+from agentic_synth.routing import BreakerConfig
+
+
+def sim(name: str = "s", **options: object) -> ModelSpec:
+    return ModelSpec("sim", name, options=options)
+
+
+async def test_generate_returns_a_full_completion() -> None:
+    async with Synth([sim()]) as synth:
+        c = await synth.generate("Write a haiku about rain.", max_tokens=20)
+    assert isinstance(c, Completion) and c.ok
+    assert c.text and c.model == "sim:s" and c.attempts == 1 and not c.cached
+    assert 0 < c.usage.output_tokens <= 20 and c.usage.input_tokens > 0
+    assert c.latency >= 0 and c.finish_reason in ("end_turn", "max_tokens")
+    assert c.request_id and c.request_id.startswith("req_sim_")
+
+
+async def test_batch_is_in_input_order_with_one_entry_each_and_errors_are_records() -> None:
+    inputs: list[object] = [f"prompt {i}" for i in range(200)]
+    inputs[7] = ""  # invalid: becomes an error record, the batch goes on
+    inputs[9] = {"prompt": "x", "max_tokens": -1}
+    async with Synth([sim()], max_concurrency=16) as synth:
+        results = await synth.generate_batch(inputs, max_tokens=8)  # type: ignore[arg-type]
+    assert len(results) == 200
+    assert [r.index for r in results] == list(range(200))
+    assert isinstance(results[7], GenerationError) and "empty" in results[7].message
+    assert isinstance(results[9], GenerationError) and "max_tokens" in results[9].message
+    assert sum(r.ok for r in results) == 198
+    again = Synth([sim()])
+    async with again:
+        same = await again.generate_batch([f"prompt {i}" for i in range(3)], max_tokens=8)
+    assert [r.text for r in same] == [r.text for r in results[:3]]  # deterministic  # type: ignore[union-attr]
+
+
+async def test_raise_on_error_raises_the_first_error() -> None:
+    async with Synth([sim()]) as synth:
+        with pytest.raises(InvalidRequestError, match="empty"):
+            await synth.generate_batch(["ok", "", "ok"], raise_on_error=True)
+
+
+async def test_iter_batch_consumes_a_million_item_generator_lazily() -> None:
+    pulled = 0
+
+    def prompts() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(1_000_000):
+            pulled += 1
+            yield f"question {i}"
+
+    got = 0
+    async with Synth([sim()], max_concurrency=8) as synth:
+        async with synth.iter_batch(prompts(), max_tokens=4) as results:
+            async for index, result in results:
+                assert result.ok and result.index == index
+                got += 1
+                if got == 500:
+                    break
+        await anyio.sleep(0.01)
+        stopped_at = pulled
+        await anyio.sleep(0.05)
+        assert pulled == stopped_at  # the batch really stopped
+    # pulled = consumed + what was in flight or buffered: proportional to concurrency
+    assert 500 <= pulled <= 500 + 8 * 3
+
+
+async def test_iter_batch_dropped_in_plain_for_stops_workers() -> None:
+    async with Synth([sim()], max_concurrency=4) as synth:
+        async for _, _ in synth.iter_batch((f"p{i}" for i in range(100_000))):
+            break
+        gc.collect()
+        await anyio.sleep(0.02)
+        before = synth.metrics().requests
+        await anyio.sleep(0.05)
+        assert synth.metrics().requests == before < 50
+
+
+async def test_async_iterable_input_and_completion_order() -> None:
+    async def agen() -> AsyncIterator[str]:
+        for i in range(50):
+            yield f"p{i}"
+
+    async with Synth([sim(latency="uniform:0,0.01")], max_concurrency=10) as synth:
+        seen = [i async for i, r in synth.iter_batch(agen(), max_tokens=4)]
+        batch = await synth.generate_batch(agen(), max_tokens=4)
+    assert sorted(seen) == list(range(50))
+    assert len(batch) == 50
+
+
+async def test_input_iterator_failure_surfaces() -> None:
+    def broken() -> Iterator[str]:
+        yield "a"
+        raise OSError("disk gone")
+
+    async with Synth([sim()]) as synth:
+        with pytest.raises(OSError, match="disk gone"):
+            await synth.generate_batch(broken())
+        with pytest.raises(OSError, match="disk gone"):
+            async for _ in synth.iter_batch(broken()):
+                pass
+
+
+async def test_stream_yields_deltas_then_completion_with_ttft() -> None:
+    async with Synth([sim(tokens_per_s=2000)]) as synth:
+        stream = synth.generate_stream("Tell me a story.", max_tokens=30)
+        events = [e async for e in stream]
+        m = synth.metrics()
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert deltas and isinstance(events[-1], StreamCompleted)
+    done = events[-1].completion
+    assert done.text == "".join(d.text for d in deltas)
+    assert done.ttft is not None and done.ttft <= done.latency
+    assert done.usage.output_tokens == len(done.text.split())
+    assert stream.completion is done
+    assert m.ttft_p50 is not None and m.succeeded == 1
+
+
+async def test_stream_closed_early_is_not_an_error() -> None:
+    async with Synth([sim(tokens_per_s=1000)]) as synth:
+        async with synth.generate_stream("story", max_tokens=200) as stream:
+            async for event in stream:
+                assert isinstance(event, TextDelta)
+                break
+        m = synth.metrics()
+    assert (m.in_flight, m.failed) == (0, 0)
+
+
+async def test_cancellation_stops_promptly_and_keeps_completed() -> None:
+    kept: list[int] = []
+    async with Synth([sim(latency=0.05)], max_concurrency=8) as synth:
+        with anyio.move_on_after(0.3) as scope:
+            async for index, _ in synth.iter_batch(f"p{i}" for i in range(10_000)):
+                kept.append(index)
+        assert scope.cancelled_caught
+        await anyio.sleep(0)
+        in_flight_after = synth.metrics().in_flight
+    assert 8 <= len(kept) < 200
+    assert in_flight_after == 0
+
+
+async def test_cancelled_generate_batch_propagates_cancellation() -> None:
+    async with Synth([sim(latency=1.0)], max_concurrency=4) as synth:
+        with anyio.move_on_after(0.05) as scope:
+            await synth.generate_batch([f"p{i}" for i in range(100)])
+        assert scope.cancelled_caught
+        assert synth.metrics().in_flight == 0
+
+
+async def test_transient_faults_are_retried_to_under_a_tenth_of_a_percent() -> None:
+    spec = sim(fault_500=0.04, fault_529=0.03, fault_429=0.03, retry_after=0.0, seed=3)
+    async with Synth(
+        [spec],
+        max_concurrency=256,
+        retry=RetryPolicy(base=0.001, cap=0.01),
+        breaker=BreakerConfig(failure_threshold=50),
+    ) as synth:
+        results = await synth.generate_batch([f"item {i}" for i in range(10_000)], max_tokens=4)
+        m = synth.metrics()
+    failed = [r for r in results if not r.ok]
+    assert len(results) == 10_000
+    assert len(failed) < 10  # < 0.1 %
+    assert m.retries > 500  # ~10 % of first attempts failed and were retried
+
+
+async def test_primary_dead_fallback_carries_the_load() -> None:
+    dead = sim("dead", fault_500=1.0)
+    async with Synth(
+        [dead, sim("backup")],
+        max_concurrency=32,
+        retry=RetryPolicy(max_attempts=2, base=0.001, cap=0.002),
+        breaker=BreakerConfig(failure_threshold=5, cooldown=60.0),
+    ) as synth:
+        results = await synth.generate_batch([f"q{i}" for i in range(1000)], max_tokens=4)
+        m = synth.metrics()
+    assert all(r.ok and r.model == "sim:backup" for r in results)  # type: ignore[union-attr]
+    assert m.models["sim:dead"]["breaker"]["state"] == "open"
+    # once the breaker opened, the dead model stopped being tried
+    assert m.models["sim:dead"]["attempts"] < 100
+
+
+def test_configuration_errors_name_the_fix() -> None:
+    with pytest.raises(ConfigurationError, match="unknown provider"):
+        Synth(["gpt:4"])
+    with pytest.raises(ConfigurationError, match="provider:model"):
+        Synth(["claude"])
+    with pytest.raises(ConfigurationError, match="ANTHROPIC_API_KEY"):
+        Synth(["anthropic:claude-haiku-4-5"])
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        Synth(["openai:gpt-4o-mini"])
+    with pytest.raises(ConfigurationError, match="max_concurrency"):
+        Synth(max_concurrency=0)
+    with pytest.raises(ConfigurationError, match="models is empty"):
+        Synth([])
+    with pytest.raises(ConfigurationError, match="strategy"):
+        Synth(strategy="fastest")
+    with pytest.raises(InvalidRequestError, match="max_tokens"):
+        Synth(max_tokens=0)
+    with pytest.raises(ConfigurationError, match="rpm"):
+        ModelSpec("sim", "x", rpm=-1)
+    with pytest.raises(ConfigurationError, match="fault"):
+        Synth([sim(fault_500=2.0)])
+
+
+async def test_call_time_errors() -> None:
+    synth = Synth([sim()])
+    with pytest.raises(SynthError, match="async with"):
+        await synth.generate("x")
+    async with synth:
+        with pytest.raises(InvalidRequestError, match="max_tokens"):
+            await synth.generate("x", max_tokens=0)
+        with pytest.raises(InvalidRequestError, match="messages is empty"):
+            await synth.generate([])
+        with pytest.raises(TypeError, match="single string"):
+            await synth.generate_batch("just one prompt")  # type: ignore[arg-type]
+
+
+def test_keys_never_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-ant-SECRET-do-not-print-1234567890"
+    spec = ModelSpec("anthropic", "claude-x", api_key=secret)
+    assert secret not in repr(spec) and secret not in repr(spec.resolved())
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    s = Synth(["anthropic:claude-x"])
+    assert secret not in repr(s)
+
+
+def test_sync_helpers_work_in_and_out_of_a_loop() -> None:
+    c = agentic_synth.generate("hi", models="sim:s", max_tokens=5)
+    assert c.ok and c.usage.output_tokens <= 5
+    rs = agentic_synth.generate_batch(["a", "b", ""], models="sim:s", max_tokens=5)
+    assert [r.ok for r in rs] == [True, True, False]
+
+    async def inside_loop() -> Completion:
+        return agentic_synth.generate("hi", models="sim:s", max_tokens=5)
+
+    assert anyio.run(inside_loop).ok
+
+
+async def test_default_model_is_the_simulator_without_keys() -> None:
+    synth = Synth()
+    assert synth.models == ["sim:sim-1"]
+    async with synth:
+        assert (await synth.generate("hello")).model == "sim:sim-1"
