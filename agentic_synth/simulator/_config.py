@@ -71,8 +71,8 @@ class SimConfig:
     #: The first N requests (by arrival) fail with ``fail_first_kind``.
     fail_first_n: int = 0
     fail_first_kind: str = "500"
-    #: Words per streamed text delta.
-    stream_chunk_tokens: int = 1
+    #: Words per streamed text delta (real APIs send a few tokens per delta).
+    stream_chunk_tokens: int = 4
     #: Limits reported in rate-limit response headers (per minute).
     requests_per_minute: int = 4000
     input_tokens_per_minute: int = 400_000

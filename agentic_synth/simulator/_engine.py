@@ -1,10 +1,11 @@
 """The simulated model: what happens to one request, decided from its own hash.
 
-Every random choice (fault, latency, text, JSON) is drawn from a 128-bit
-blake2b digest of ``(seed, canonical request content, times seen before)``, so
-outcomes never depend on how concurrent requests interleave. A fresh
-``random.Random`` costs ~5 us to seed, so the plain-text path reads its few
-numbers straight from the digest bits; only schema JSON seeds a generator.
+Every random choice (fault, latency, text, JSON) is drawn from the 128-bit
+xxh3 digest (``_core.fingerprint``, ~0.2 us) of ``(canonical request content,
+seed, times seen before)``, so outcomes never depend on how concurrent
+requests interleave. A fresh ``random.Random`` costs ~5 us to seed, so the
+plain-text path reads its few numbers straight from the digest bits; only
+schema JSON seeds a generator.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from hashlib import blake2b
 from typing import Any, Literal
 
+from .._core import fingerprint
 from .._types import Request
 from ._config import FAULT_KINDS, SimConfig
 from ._schema_json import generate_json
@@ -71,19 +72,24 @@ class Outcome:
     token: str
     #: A further uniform draw in ``[0, 1)`` for fault details (where a stream breaks).
     u_extra: float
-    #: Streamed pieces: one per word for prose; ``None`` means split ``text`` evenly.
-    _pieces: list[str] | None = None
+    #: Prose streams a word per token; anything else (JSON) ~4 characters per token.
+    prose: bool = False
 
     def pieces(self, chunk_tokens: int = 1) -> list[str]:
         """The text as stream deltas of ``chunk_tokens`` tokens each."""
-        pieces = self._pieces
-        if pieces is None:
+        text = self.text
+        if not text:
+            return []
+        if not self.prose:
             step = 4 * chunk_tokens
-            text = self.text
             return [text[i : i + step] for i in range(0, len(text), step)]
+        words = text.split(" ")
         if chunk_tokens == 1:
-            return pieces
-        return ["".join(pieces[i : i + chunk_tokens]) for i in range(0, len(pieces), chunk_tokens)]
+            return [words[0], *[" " + w for w in words[1:]]]
+        return [
+            ("" if i == 0 else " ") + " ".join(words[i : i + chunk_tokens])
+            for i in range(0, len(words), chunk_tokens)
+        ]
 
 
 class _SeenCounter:
@@ -156,9 +162,7 @@ class Simulator:
         """Like :meth:`decide` for callers that already hold the canonical bytes."""
         config = self.config
         count = self._seen.next(hash(content))
-        digest = blake2b(
-            content + self._seed_bytes + count.to_bytes(8, "big"), digest_size=16
-        ).digest()
+        digest = fingerprint(content + self._seed_bytes + count.to_bytes(8, "big"))
         bits = int.from_bytes(digest, "big")
         u_fault = (bits & _MASK32) * _U32
         u_lat1 = ((bits >> 32) & _MASK32) * _U32
@@ -197,18 +201,10 @@ class Simulator:
                 finish = "max_tokens"
             return Outcome(fault, delay, text, tokens, input_tokens, finish, None, token, u_extra)
 
-        words = corpus()
-        starts = words.sentence_starts
-        start = starts[pick % len(starts)]
-        target = max(1, round(config.output_tokens * (0.5 + u_len)))
-        end = words.sentence_end(start + target - 1)
-        finish = "end"
-        if end - start > max_tokens:
-            end = start + max_tokens
-            finish = "max_tokens"
-        pieces = words.slice(start, end)
-        pieces[0] = pieces[0][1:]
-        text = "".join(pieces)
+        text, output_tokens, was_cut = corpus().text(
+            pick, max(1, round(config.output_tokens * (0.5 + u_len))), max_tokens
+        )
+        finish = "max_tokens" if was_cut else "end"
         stop_sequence: str | None = None
         if stop:
             cut = -1
@@ -218,19 +214,19 @@ class Simulator:
                     cut, stop_sequence = at, candidate
             if stop_sequence is not None:
                 text = text[:cut]
-                pieces = _split_words(text)
+                output_tokens = len(text.split())
                 finish = "stop_sequence"
         return Outcome(
             fault,
             delay,
             text,
-            len(pieces),
+            output_tokens,
             input_tokens,
             finish,
             stop_sequence,
             token,
             u_extra,
-            pieces,
+            True,
         )
 
     def stream_seconds(self, outcome: Outcome) -> float:
@@ -239,11 +235,3 @@ class Simulator:
         if tps is None:
             return 0.0
         return max(outcome.output_tokens - 1, 0) / tps
-
-
-def _split_words(text: str) -> list[str]:
-    """Split into word tokens that keep their leading space (first has none)."""
-    if not text:
-        return []
-    words = text.split(" ")
-    return [words[0], *(" " + w for w in words[1:])]

@@ -3,14 +3,14 @@
 Generating words one by one per request would cost more CPU than the whole
 engine may spend, so a fixed corpus of grammatical sentences is built on first
 use (seeded, identical on every run and platform) and a request's text is a
-slice of it: starting at a sentence start its hash picks, and ending at a
-sentence end (natural stop) or at ``max_tokens`` (cut). One word is one token.
+run of its sentences: starting where the request's hash points, and ending at
+a sentence end (natural stop) or at ``max_tokens`` (cut). One word is one token.
 """
 
 from __future__ import annotations
 
 import random
-from bisect import bisect_left
+from bisect import bisect_right
 from functools import cache
 
 __all__ = ["Corpus", "corpus"]
@@ -81,46 +81,57 @@ def _sentence(rng: random.Random) -> list[str]:
 
 
 class Corpus:
-    """Space-prefixed word tokens plus where each sentence ends."""
+    """Pre-built sentences and running word counts, so a slice is a few joins."""
 
-    __slots__ = ("_end_after", "sentence_starts", "tokens")
+    __slots__ = ("_cumulative", "sentences", "words")
 
     def __init__(self, n_words: int = _CORPUS_WORDS, seed: int = _CORPUS_SEED) -> None:
         rng = random.Random(seed)
-        tokens: list[str] = []
-        starts: list[int] = []
-        ends: list[int] = []
-        while len(tokens) < n_words:
-            starts.append(len(tokens))
-            tokens.extend(" " + w for w in _sentence(rng))
-            ends.append(len(tokens))
-        #: ``tokens[i]`` is one word with its leading space (the first one needs stripping).
-        self.tokens = tokens
-        #: Index of the first token of every sentence.
-        self.sentence_starts = starts
-        self._end_after = ends
+        sentences: list[str] = []
+        cumulative = [0]
+        while cumulative[-1] < n_words:
+            words = _sentence(rng)
+            sentences.append(" ".join(words))
+            cumulative.append(cumulative[-1] + len(words))
+        #: Sentences, each without leading or trailing space.
+        self.sentences = sentences
+        #: Words in the whole corpus.
+        self.words = cumulative[-1]
+        self._cumulative = cumulative
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.sentences)
 
-    def sentence_end(self, index: int) -> int:
-        """Exclusive end of the sentence containing token ``index`` (may exceed ``len``)."""
-        size = len(self.tokens)
-        laps, index = divmod(index, size)
-        return laps * size + self._end_after[bisect_left(self._end_after, index + 1)]
+    def text(self, first: int, target: int, limit: int) -> tuple[str, int, bool]:
+        """Text from sentence ``first`` (taken modulo the corpus) on.
 
-    def slice(self, start: int, end: int) -> list[str]:
-        """Tokens ``start..end``, wrapping around the corpus end when needed."""
-        tokens = self.tokens
-        size = len(tokens)
-        if end <= size:
-            return tokens[start:end]
-        out = tokens[start:]
-        remaining = end - size
-        while remaining > 0:
-            out.extend(tokens[: min(remaining, size)])
-            remaining -= size
-        return out
+        It runs to the end of the sentence holding word number ``target`` (1-based)
+        unless that passes ``limit`` words, where it is cut mid-sentence. Returns the
+        text, its word count and whether it was cut.
+        """
+        sentences = self.sentences
+        cumulative = self._cumulative
+        n = len(sentences)
+        first %= n
+        base = cumulative[first]
+        cut = target > limit
+        wanted = limit if cut else target
+        # Absolute (unwrapped) index of the sentence holding word ``wanted``.
+        laps, offset = divmod(base + wanted - 1, self.words)
+        last = laps * n + bisect_right(cumulative, offset) - 1
+        count = laps * self.words + cumulative[last - laps * n + 1] - base
+        if not cut and count > limit:
+            return self.text(first, limit, limit)
+        if last < n:
+            whole = sentences[first:last] if cut else sentences[first : last + 1]
+        else:
+            whole = [sentences[i % n] for i in range(first, last if cut else last + 1)]
+        if not cut:
+            return " ".join(whole), count, False
+        tail_words = sentences[last % n].split(" ")
+        keep = len(tail_words) - (count - limit)
+        whole.append(" ".join(tail_words[:keep]))
+        return " ".join(whole), limit, True
 
 
 @cache
