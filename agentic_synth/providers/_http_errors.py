@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._exceptions import (
     APITimeoutError,
@@ -24,6 +24,7 @@ from .._exceptions import (
 )
 
 __all__ = [
+    "BodyError",
     "error_for_status",
     "error_for_type",
     "error_from_body",
@@ -102,8 +103,18 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _class_for_status(status: int, error_type: str | None) -> type[ProviderError]:
-    if error_type == "overloaded_error" or status == 529:
+def _named_class(names: tuple[str | None, ...]) -> type[ProviderError] | None:
+    for name in names:
+        if name:
+            cls = _TYPE_CLASSES.get(name.lower())
+            if cls is not None:
+                return cls
+    return None
+
+
+def _class_for_status(status: int, names: tuple[str | None, ...]) -> type[ProviderError]:
+    named = _named_class(names)
+    if named is OverloadedError or status == 529:
         return OverloadedError
     if status == 429:
         return RateLimitedError
@@ -113,10 +124,8 @@ def _class_for_status(status: int, error_type: str | None) -> type[ProviderError
         return ServerError
     if 400 <= status < 500:
         return BadRequestError
-    if error_type is not None and error_type.lower() in _TYPE_CLASSES:
-        return _TYPE_CLASSES[error_type.lower()]
     # A non-error status carrying an error (e.g. in a 200 stream) is the provider's fault.
-    return ServerError
+    return named or ServerError
 
 
 def _should_retry(headers: Mapping[str, str]) -> bool | None:
@@ -133,17 +142,19 @@ def error_for_status(
     *,
     headers: Mapping[str, str] | None = None,
     error_type: str | None = None,
+    error_code: str | None = None,
     model: str | None = None,
     api_key: str | None = None,
 ) -> ProviderError:
-    """The exception for an HTTP error ``status`` (the body's error ``type`` refines it).
+    """The exception for an HTTP error ``status``; the body's error code/type refine it.
 
     ``headers`` supply ``retry-after``/``request-id`` and ``x-should-retry``,
     which, when present, overrides the class's ``retryable`` default on this instance.
     """
-    cls = _class_for_status(status, error_type)
+    names = (error_code, error_type)
+    cls = _class_for_status(status, names)
     exc = _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
-    if error_type == "insufficient_quota":
+    if "insufficient_quota" in names:
         exc.retryable = False
     return exc
 
@@ -152,17 +163,23 @@ def error_for_type(
     error_type: str | None,
     message: str,
     *,
+    error_code: str | None = None,
     status: int | None = None,
     headers: Mapping[str, str] | None = None,
     model: str | None = None,
     api_key: str | None = None,
 ) -> ProviderError:
-    """The exception for an error named only by its ``type``, as in an SSE ``error`` event.
+    """The exception for an error named only by its code/type, as in an SSE ``error`` event.
 
-    An unknown type is a :class:`ServerError`: the provider failed mid-answer.
+    The (more specific) code wins over the type; an unknown name is a
+    :class:`ServerError`: the provider failed mid-answer.
     """
-    cls = _TYPE_CLASSES.get((error_type or "").lower(), ServerError)
-    return _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
+    names = (error_code, error_type)
+    cls = _named_class(names) or ServerError
+    exc = _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
+    if "insufficient_quota" in names:
+        exc.retryable = False
+    return exc
 
 
 def _build(
@@ -189,26 +206,31 @@ def _build(
     return exc
 
 
-def error_from_body(body: Any) -> tuple[str | None, str | None]:
-    """``(type, message)`` from an error body in the shapes servers use.
+class BodyError(NamedTuple):
+    """What an error body says: its ``type``, its string ``code`` and its ``message``."""
 
-    ``{"error": {"type", "message", "code"}}`` (OpenAI, Anthropic),
+    type: str | None
+    code: str | None
+    message: str | None
+
+
+def error_from_body(body: Any) -> BodyError:
+    """The error in a body, in the shapes servers use.
+
+    ``{"error": {"type", "code", "message"}}`` (OpenAI, Anthropic),
     ``{"error": "text"}`` (Ollama, llama.cpp) and ``{"object": "error", "type", "message"}``
-    (vLLM).
+    (vLLM). Non-string codes (vLLM sends the status) are left out.
     """
     if not isinstance(body, dict):
-        return None, None
+        return BodyError(None, None, None)
     error = body.get("error", body)
     if isinstance(error, str):
-        return None, error
+        return BodyError(None, None, error)
     if not isinstance(error, dict):
-        return None, None
-    error_type = error.get("type")
-    code = error.get("code")
-    if not isinstance(error_type, str) and isinstance(code, str):
-        error_type = code
-    message = error.get("message")
-    return (
+        return BodyError(None, None, None)
+    error_type, code, message = error.get("type"), error.get("code"), error.get("message")
+    return BodyError(
         error_type if isinstance(error_type, str) else None,
+        code if isinstance(code, str) else None,
         message if isinstance(message, str) else None,
     )

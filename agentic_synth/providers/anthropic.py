@@ -274,6 +274,7 @@ class AnthropicProvider:
                 return error_for_type(
                     exc.type,
                     f"{exc.type or 'error'} event in stream from {self._base_url}: {detail}",
+                    error_code=exc.error_code,
                     headers=exc.response.headers,
                     model=model,
                     api_key=key,
@@ -283,6 +284,7 @@ class AnthropicProvider:
                 f"HTTP {status} from {self._base_url}: {detail}",
                 headers=exc.response.headers,
                 error_type=exc.type,
+                error_code=exc.error_code,
                 model=model,
                 api_key=key,
             )

@@ -30,7 +30,13 @@ from .._spec import ModelSpec
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
 from ..streaming import SSEDecoder
 from ._base import ProviderStreamEvent
-from ._http_errors import error_for_status, error_for_type, error_from_body, rate_limit_headers
+from ._http_errors import (
+    BodyError,
+    error_for_status,
+    error_for_type,
+    error_from_body,
+    rate_limit_headers,
+)
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "chat_completions_url", "create"]
 
@@ -282,33 +288,42 @@ class OpenAIProvider:
 
     def _body_error(self, body: Any, model: str, headers: Mapping[str, str]) -> ProviderError:
         """An ``{"error": ...}`` payload inside a 200 answer (or stream)."""
-        error_type, message = error_from_body(body)
+        info = error_from_body(body)
         error = body.get("error") if isinstance(body, dict) else None
-        code = error.get("code") if isinstance(error, dict) else None
-        text = f"error from {self._host}: {message or 'no message'}"
-        if isinstance(code, int) and 400 <= code < 600:
+        status = error.get("code") if isinstance(error, dict) else None
+        text = f"error from {self._host}: {info.message or 'no message'}"
+        if isinstance(status, int) and 400 <= status < 600:  # vLLM puts the status in ``code``
             return error_for_status(
-                code,
+                status,
                 text,
                 headers=headers,
-                error_type=error_type,
+                error_type=info.type,
                 model=model,
                 api_key=self._api_key,
             )
-        return error_for_type(error_type, text, headers=headers, model=model, api_key=self._api_key)
+        return error_for_type(
+            info.type,
+            text,
+            error_code=info.code,
+            headers=headers,
+            model=model,
+            api_key=self._api_key,
+        )
 
     def _status_error(self, resp: aiohttp.ClientResponse, raw: bytes, model: str) -> ProviderError:
-        error_type = message = None
         try:
-            error_type, message = error_from_body(json.loads(raw))
+            info = error_from_body(json.loads(raw))
         except ValueError:
-            message = raw[:200].decode("utf-8", "replace").strip() or None
-        text = f"HTTP {resp.status} from {self._host}: {message or resp.reason or 'no message'}"
+            info = BodyError(None, None, raw[:200].decode("utf-8", "replace").strip() or None)
+        text = (
+            f"HTTP {resp.status} from {self._host}: {info.message or resp.reason or 'no message'}"
+        )
         return error_for_status(
             resp.status,
             text,
             headers=resp.headers,
-            error_type=error_type,
+            error_type=info.type,
+            error_code=info.code,
             model=model,
             api_key=self._api_key,
         )

@@ -19,6 +19,7 @@ from agentic_synth._exceptions import (
     ServerError,
 )
 from agentic_synth.providers._http_errors import (
+    BodyError,
     error_for_status,
     error_for_type,
     error_from_body,
@@ -51,8 +52,22 @@ def test_status_classes(status: int, cls: type[ProviderError], retryable: bool) 
     assert exc.status == status and exc.model == "m" and exc.retryable is retryable
 
 
-def test_overloaded_type_wins_over_status() -> None:
+def test_overloaded_name_wins_over_status() -> None:
     assert type(error_for_status(500, "x", error_type="overloaded_error")) is OverloadedError
+    # OpenAI-style: a 503 whose code says overloaded.
+    exc = error_for_status(503, "x", error_type="server_error", error_code="overloaded")
+    assert type(exc) is OverloadedError and exc.status == 503
+    assert type(error_for_status(503, "x", error_type="server_error")) is ServerError
+
+
+def test_code_is_more_specific_than_type_in_streams() -> None:
+    exc = error_for_type("server_error", "x", error_code="overloaded")
+    assert type(exc) is OverloadedError
+    exc = error_for_type("requests", "x", error_code="rate_limit_exceeded")
+    assert type(exc) is RateLimitedError
+    assert type(error_for_type("server_error", "x", error_code="unheard_of")) is ServerError
+    quota = error_for_type("insufficient_quota", "x", error_code="insufficient_quota")
+    assert type(quota) is RateLimitedError and quota.retryable is False
 
 
 @pytest.mark.parametrize(
@@ -122,19 +137,16 @@ def test_rate_limit_headers_filtered_and_lowercased() -> None:
 def test_error_body_shapes() -> None:
     assert error_from_body({"error": {"type": "rate_limit_error", "message": "slow"}}) == (
         "rate_limit_error",
+        None,
         "slow",
     )
-    assert error_from_body({"error": {"code": "rate_limit_exceeded", "message": "m"}}) == (
-        "rate_limit_exceeded",
-        "m",
-    )
-    assert error_from_body({"error": "model not found"}) == (None, "model not found")
-    assert error_from_body({"object": "error", "type": "BadRequestError", "message": "v"}) == (
-        "BadRequestError",
-        "v",
-    )
-    assert error_from_body([1]) == (None, None)
-    assert error_from_body({"error": 3}) == (None, None)
+    body = {"error": {"type": "requests", "code": "rate_limit_exceeded", "message": "m"}}
+    assert error_from_body(body) == BodyError("requests", "rate_limit_exceeded", "m")
+    assert error_from_body({"error": "model not found"}) == (None, None, "model not found")
+    vllm = {"object": "error", "type": "BadRequestError", "message": "v", "code": 400}
+    assert error_from_body(vllm) == ("BadRequestError", None, "v")
+    assert error_from_body([1]) == (None, None, None)
+    assert error_from_body({"error": 3}) == (None, None, None)
 
 
 def test_messages_redact_key_and_are_bounded() -> None:
