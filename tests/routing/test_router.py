@@ -331,3 +331,25 @@ async def test_errors_carry_model_and_attempts() -> None:
     with pytest.raises(ProviderError) as info:
         await router.complete(REQ)
     assert info.value.model == "sim:a" and info.value.attempts == 3
+
+
+async def test_client_side_rpm_limit_spaces_requests_and_429_cuts_the_rate() -> None:
+    clock = Clock()
+    p = Scripted({"a": ["ok"] * 5 + [RateLimitedError("slow", status=429, retry_after=0.0)]})
+    metrics = Metrics(clock)
+    spec = ModelSpec("sim", "a", rpm=60)  # one request per second, burst of one minute's worth
+    router = Router(
+        [(spec, p)],  # type: ignore[list-item]
+        metrics=metrics,
+        retry=RetryPolicy(max_attempts=3, base=0.01, cap=0.01),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    for _ in range(7):  # the 6th call gets a 429: AIMD halves the rate
+        await router.complete(REQ)
+    state = router._model_state()["sim:a"]["rate_limits"]
+    assert (state["rate_limited"], state["multiplier"], state["requests"]["rate"]) == (1, 0.5, 30.0)
+    start = clock.now
+    for _ in range(40):  # more than the halved bucket holds: the last ones wait on the clock
+        await router.complete(REQ)
+    assert clock.now - start >= 10 / 0.5 * 0.9  # ~10+ requests past the burst, at <= 0.5+/s
