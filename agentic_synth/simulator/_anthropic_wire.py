@@ -149,6 +149,9 @@ class AnthropicWire:
         body = dumps({"type": "error", "error": {"type": _ERROR_TYPES[kind], "message": message}})
         return b"event: error\ndata: " + body + b"\n\n"
 
+    def stream_garbage(self) -> bytes:
+        return _DELTA_PREFIX[:-20] + b"\n\n"
+
     def error_body(self, error: WireError, request_id: str) -> bytes:
         return dumps(
             {

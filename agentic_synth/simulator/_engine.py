@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .._core import fingerprint
+from .._core import fingerprint  # type: ignore[import-not-found,unused-ignore]
 from .._types import Request
 from ._config import FAULT_KINDS, SimConfig
 from ._schema_json import generate_json

@@ -186,6 +186,9 @@ class OpenAIWire:
         )
         return b"data: " + body + b"\n\n"
 
+    def stream_garbage(self) -> bytes:
+        return b'data: {"id":"chatcmpl-","object":"chat.completion.chunk","choi\n\n'
+
     def error_body(self, error: WireError, request_id: str) -> bytes:
         kind_name, code = _ERRORS[error.kind]
         return dumps(

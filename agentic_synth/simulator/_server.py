@@ -431,7 +431,7 @@ class _Connection(asyncio.Protocol):
             self._close()
             return
         if fault == "malformed":
-            parts.append(b'data: {"type":"content_block_delta","index":0,"delta":{"ty\n\n')
+            parts.append(wire.stream_garbage())
         elif fault == "stream_error":
             parts.append(wire.stream_error("overloaded", "Overloaded"))
         else:
