@@ -6,9 +6,12 @@ are read through ``with_raw_response`` (for the rate-limit headers) and decoded
 with ``json.loads`` instead of the SDK's models: we need four fields, not a
 pydantic tree. Streams iterate the raw SSE events of ``messages.create(stream=True)``.
 
-There is no native JSON Schema mode on this path: ``Request.json_schema`` becomes
-a system instruction asking for JSON matching the schema (see :func:`schema_instruction`);
-validate the output if it matters.
+JSON Schema: by default ``Request.json_schema`` becomes a system instruction
+asking for JSON matching the schema (see :func:`schema_instruction`), which any
+model follows but nothing enforces: validate the output if it matters. With
+``ModelSpec(options={"json_schema_mode": "native"})`` the schema goes in
+``output_config.format`` instead (the API's structured outputs, enforced, but
+only on models that support them: others answer 400).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from ._http_errors import error_for_status, error_for_type, rate_limit_headers
 
 __all__ = ["AnthropicProvider", "create", "schema_instruction"]
 
+_SCHEMA_MODES = ("instruction", "native")
+
 #: Body fields ``AsyncMessages.create`` takes as keyword arguments in the installed SDK.
 _SDK_PARAMS = frozenset(
     inspect.signature(anthropic.resources.messages.AsyncMessages.create).parameters
@@ -54,11 +59,18 @@ def create(spec: ModelSpec, *, max_connections: int) -> AnthropicProvider:
     """Build the provider for a resolved ``anthropic:`` spec."""
     if not spec.api_key:
         raise ConfigurationError(f"no API key for {spec.name}: set ANTHROPIC_API_KEY")
+    mode = spec.options.get("json_schema_mode", "instruction")
+    if mode not in _SCHEMA_MODES:
+        raise ConfigurationError(
+            f"options['json_schema_mode'] for {spec.name} must be one of "
+            f"{', '.join(_SCHEMA_MODES)}, got {mode!r}"
+        )
     return AnthropicProvider(
         api_key=spec.api_key,
         base_url=spec.base_url,
         timeout=spec.timeout,
         max_connections=max_connections,
+        json_schema_mode=mode,
     )
 
 
@@ -100,9 +112,11 @@ class AnthropicProvider:
         base_url: str | None,
         timeout: float | None,
         max_connections: int,
+        json_schema_mode: str = "instruction",
     ) -> None:
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
+        self._native_schema = json_schema_mode == "native"
         self._api_key = api_key
         self._timeout = timeout
         self._max_connections = max_connections
@@ -132,8 +146,8 @@ class AnthropicProvider:
     def _params(self, model: str, request: Request) -> dict[str, Any]:
         """Keyword arguments for ``messages.create``.
 
-        Body fields the installed SDK has no parameter for (``temperature`` and
-        ``top_p`` in SDK 2.x, anything in ``Request.extra``) travel in ``extra_body``.
+        Body fields the installed SDK has no keyword for (``temperature`` and
+        ``top_p`` in SDK 2.x, unknown keys of ``Request.extra``) go in ``extra_body``.
         """
         body: dict[str, Any] = {
             "model": model,
@@ -141,8 +155,9 @@ class AnthropicProvider:
             "max_tokens": request.max_tokens,
         }
         system = request.system
-        if request.json_schema is not None:
-            instruction = schema_instruction(request.json_schema)
+        schema = request.json_schema
+        if schema is not None and not self._native_schema:
+            instruction = schema_instruction(schema)
             system = f"{system}\n\n{instruction}" if system else instruction
         if system:
             body["system"] = system
@@ -154,6 +169,11 @@ class AnthropicProvider:
             body["stop_sequences"] = list(request.stop)
         if request.extra:
             body.update(request.extra)
+        if schema is not None and self._native_schema:
+            # Keep other output_config settings (``effort``) given in ``extra``.
+            config = dict(body.get("output_config") or {})
+            config.setdefault("format", {"type": "json_schema", "schema": dict(schema)})
+            body["output_config"] = config
         extra = {k: body.pop(k) for k in [k for k in body if k not in _SDK_PARAMS]}
         if extra:
             body["extra_body"] = extra

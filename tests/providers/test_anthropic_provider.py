@@ -29,6 +29,7 @@ from agentic_synth._types import ProviderStreamEnd, Request, TextDelta
 from agentic_synth.providers import anthropic as anthropic_provider
 from agentic_synth.providers._base import Provider
 from agentic_synth.providers.anthropic import AnthropicProvider, schema_instruction
+from agentic_synth.simulator import MockServer, SimConfig
 
 KEY = "sk-ant-test-ANTHROPICKEY0123456789"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -189,7 +190,8 @@ async def provider(scripted: Scripted) -> AsyncIterator[AnthropicProvider]:
 
 
 def req(**kw: Any) -> Request:
-    return Request(messages=[{"role": "user", "content": "hello"}], max_tokens=32, **kw)
+    kw.setdefault("max_tokens", 32)
+    return Request(messages=[{"role": "user", "content": "hello"}], **kw)
 
 
 async def collect(provider: AnthropicProvider, request: Request) -> list[Any]:
@@ -258,6 +260,26 @@ async def test_json_schema_becomes_system_instruction(
     assert scripted.seen[0][0]["system"] == schema_instruction(schema)
     assert scripted.seen[1][0]["system"] == "You are terse.\n\n" + schema_instruction(schema)
     assert json.dumps(schema) in schema_instruction(schema)
+
+
+async def test_native_schema_mode_uses_output_config(scripted: Scripted) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    spec = ModelSpec(
+        "anthropic", "m", base_url=scripted.url, api_key=KEY, options={"json_schema_mode": "native"}
+    )
+    p = anthropic_provider.create(spec, max_connections=1)
+    try:
+        await p.complete(
+            "m", req(system="terse", json_schema=schema, extra={"output_config": {"effort": "low"}})
+        )
+    finally:
+        await p.aclose()
+    body = scripted.seen[0][0]
+    assert body["system"] == "terse"
+    assert body["output_config"] == {
+        "effort": "low",
+        "format": {"type": "json_schema", "schema": schema},
+    }
 
 
 async def test_stream_yields_deltas_then_one_end(
@@ -460,3 +482,146 @@ async def wait_for_disconnect(scripted: Scripted) -> None:
             break
         await asyncio.sleep(0.01)
     assert scripted.disconnects == 1
+
+
+# ----------------------------------------------------------------- end to end: MockServer
+
+
+def sim_provider(
+    server: MockServer, *, key: str = KEY, timeout: float = 5.0, **options: Any
+) -> AnthropicProvider:
+    spec = ModelSpec(
+        "anthropic", "sim-1", base_url=server.url, api_key=key, timeout=timeout, options=options
+    )
+    return anthropic_provider.create(spec, max_connections=4)
+
+
+async def test_e2e_complete_and_stream() -> None:
+    async with MockServer(SimConfig(seed=1), api_key=KEY) as server:
+        p = sim_provider(server)
+        try:
+            out = await p.complete("sim-1", req())
+            events = await collect(p, req(stop=("zzz",)))
+        finally:
+            await p.aclose()
+    assert out.text and out.finish_reason in ("end_turn", "max_tokens")
+    assert out.usage.input_tokens > 0 and out.usage.output_tokens > 0
+    assert out.request_id and out.request_id.startswith("req_sim_")
+    assert out.headers and any(h.startswith("anthropic-ratelimit-") for h in out.headers)
+    deltas, end = events[:-1], events[-1]
+    assert deltas and all(isinstance(d, TextDelta) and d.text for d in deltas)
+    assert isinstance(end, ProviderStreamEnd) and end.finish_reason in ("end_turn", "max_tokens")
+    assert end.usage.input_tokens > 0 and end.usage.output_tokens > 0
+    assert end.request_id and end.headers
+    assert server.stats.streams_completed == 1 and server.stats.streams_aborted == 0
+    # A stream read to its end hands its connection back to the pool.
+    assert server.stats.connections_total == 1
+
+
+async def test_e2e_native_json_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    async with MockServer() as server:
+        p = sim_provider(server, json_schema_mode="native")
+        try:
+            out = await p.complete("sim-1", req(json_schema=schema, max_tokens=200))
+        finally:
+            await p.aclose()
+    value = json.loads(out.text)
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
+
+
+def test_bad_json_schema_mode_is_a_configuration_error() -> None:
+    spec = ModelSpec("anthropic", "m", api_key=KEY, options={"json_schema_mode": "strict"})
+    with pytest.raises(ConfigurationError, match="json_schema_mode"):
+        anthropic_provider.create(spec, max_connections=1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls", "status"),
+    [
+        ("429", RateLimitedError, 429),
+        ("500", ServerError, 500),
+        ("529", OverloadedError, 529),
+        ("reset", APIConnectionError, None),
+        ("malformed", APIConnectionError, None),
+        ("truncate", APIConnectionError, None),
+    ],
+)
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_e2e_faults(
+    kind: str, cls: type[ProviderError], status: int | None, streamed: bool
+) -> None:
+    config = SimConfig(fail_first_n=1, fail_first_kind=kind, retry_after=0.25)
+    async with MockServer(config) as server:
+        p = sim_provider(server)
+        try:
+            call = (lambda: collect(p, req())) if streamed else (lambda: p.complete("sim-1", req()))
+            with pytest.raises(cls) as info:
+                await call()
+            assert type(info.value) is cls and info.value.status == status
+            if kind == "429":
+                assert info.value.retry_after == 0.25
+            assert_no_key(info.value)
+            await call()  # the next one is served
+        finally:
+            await p.aclose()
+        assert sum(server.stats.requests.values()) == 2  # no hidden SDK retries
+
+
+async def test_e2e_error_event_in_200_stream() -> None:
+    async with MockServer(SimConfig(fail_first_n=1, fail_first_kind="stream_error")) as server:
+        p = sim_provider(server)
+        try:
+            with pytest.raises(OverloadedError) as info:
+                await collect(p, req(max_tokens=200))
+            assert info.value.request_id and info.value.request_id.startswith("req_sim_")
+        finally:
+            await p.aclose()
+
+
+async def test_e2e_timeout_hang() -> None:
+    config = SimConfig(fail_first_n=2, fail_first_kind="timeout", hang=5.0)
+    async with MockServer(config) as server:
+        p = sim_provider(server, timeout=0.2)
+        try:
+            with pytest.raises(APITimeoutError):
+                await p.complete("sim-1", req())
+            with pytest.raises(APITimeoutError):
+                await collect(p, req())
+        finally:
+            await p.aclose()
+
+
+async def test_e2e_early_close_aborts_the_stream_on_the_server() -> None:
+    config = SimConfig(tokens_per_s=200.0, output_tokens=400)
+    async with MockServer(config) as server:
+        p = sim_provider(server)
+        try:
+            stream = p.stream("sim-1", req(max_tokens=1000))
+            assert isinstance(await anext(stream), TextDelta)  # type: ignore[call-overload]
+            await stream.aclose()  # type: ignore[attr-defined]
+            for _ in range(100):
+                if server.stats.streams_aborted:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.stats.streams_aborted == 1
+            assert server.stats.streams_completed == 0
+        finally:
+            await p.aclose()
+
+
+async def test_e2e_auth_error_never_shows_the_key() -> None:
+    async with MockServer(api_key="sk-ant-right-key-0000") as server:
+        p = sim_provider(server)
+        try:
+            for call in (lambda: p.complete("sim-1", req()), lambda: collect(p, req())):
+                with pytest.raises(AuthenticationError) as info:
+                    await call()
+                assert info.value.status == 401 and not info.value.retryable
+                assert_no_key(info.value)
+        finally:
+            await p.aclose()

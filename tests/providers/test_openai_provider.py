@@ -28,6 +28,7 @@ from agentic_synth._types import ProviderStreamEnd, Request, TextDelta
 from agentic_synth.providers import openai as openai_provider
 from agentic_synth.providers._base import Provider
 from agentic_synth.providers.openai import OpenAIProvider, chat_completions_url
+from agentic_synth.simulator import MockServer, SimConfig
 
 KEY = "sk-test-OPENAIKEY0123456789"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -140,7 +141,8 @@ async def provider(scripted: Scripted) -> AsyncIterator[OpenAIProvider]:
 
 
 def req(**kw: Any) -> Request:
-    return Request(messages=[{"role": "user", "content": "hello"}], max_tokens=32, **kw)
+    kw.setdefault("max_tokens", 32)
+    return Request(messages=[{"role": "user", "content": "hello"}], **kw)
 
 
 async def collect(provider: OpenAIProvider, request: Request) -> list[Any]:
@@ -433,3 +435,133 @@ def assert_no_key(exc: BaseException) -> None:
     text = "".join(traceback.format_exception(exc))
     for item in (str(exc), repr(exc), text, repr(exc.__cause__), str(exc.__cause__)):
         assert KEY not in item
+
+
+# ----------------------------------------------------------------- end to end: MockServer
+
+
+def sim_provider(server: MockServer, *, key: str | None = KEY, timeout: float = 5.0) -> Any:
+    spec = ModelSpec("openai", "sim-1", base_url=server.url, api_key=key, timeout=timeout)
+    return openai_provider.create(spec, max_connections=4)
+
+
+async def test_e2e_complete_and_stream() -> None:
+    async with MockServer(SimConfig(seed=1), api_key=KEY) as server:
+        p = sim_provider(server)
+        try:
+            out = await p.complete("sim-1", req())
+            events = await collect(p, req(stop=("zzz",)))
+        finally:
+            await p.aclose()
+    assert out.text and out.finish_reason in ("stop", "length")
+    assert out.usage.input_tokens > 0 and out.usage.output_tokens > 0
+    assert out.request_id and out.request_id.startswith("req_sim_")
+    assert out.headers and "x-ratelimit-remaining-requests" in out.headers
+    deltas, end = events[:-1], events[-1]
+    assert deltas and all(isinstance(d, TextDelta) and d.text for d in deltas)
+    assert isinstance(end, ProviderStreamEnd) and end.finish_reason in ("stop", "length")
+    assert end.usage.output_tokens > 0 and end.request_id and end.headers
+    assert server.stats.streams_completed == 1 and server.stats.streams_aborted == 0
+    # A stream read to its end hands its connection back to the pool.
+    assert server.stats.connections_total == 1
+
+
+async def test_e2e_json_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    async with MockServer() as server:
+        p = sim_provider(server, key=None)
+        try:
+            out = await p.complete("sim-1", req(json_schema=schema, max_tokens=200))
+        finally:
+            await p.aclose()
+    value = json.loads(out.text)
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls", "status"),
+    [
+        ("429", RateLimitedError, 429),
+        ("500", ServerError, 500),
+        ("529", OverloadedError, 503),  # OpenAI-style overload: 503 with code "overloaded"
+        ("reset", APIConnectionError, None),
+        ("malformed", APIConnectionError, None),
+        ("truncate", APIConnectionError, None),
+    ],
+)
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_e2e_faults(
+    kind: str, cls: type[ProviderError], status: int | None, streamed: bool
+) -> None:
+    config = SimConfig(fail_first_n=1, fail_first_kind=kind, retry_after=0.25)
+    async with MockServer(config) as server:
+        p = sim_provider(server)
+        try:
+            call = (lambda: collect(p, req())) if streamed else (lambda: p.complete("sim-1", req()))
+            with pytest.raises(cls) as info:
+                await call()
+            assert type(info.value) is cls and info.value.status == status
+            if kind == "429":
+                assert info.value.retry_after == 0.25
+            assert_no_key(info.value)
+            await call()  # the next one is served
+        finally:
+            await p.aclose()
+
+
+async def test_e2e_error_event_in_200_stream() -> None:
+    async with MockServer(SimConfig(fail_first_n=1, fail_first_kind="stream_error")) as server:
+        p = sim_provider(server)
+        try:
+            with pytest.raises(OverloadedError):
+                await collect(p, req(max_tokens=200))
+        finally:
+            await p.aclose()
+
+
+async def test_e2e_timeout_hang() -> None:
+    config = SimConfig(fail_first_n=2, fail_first_kind="timeout", hang=5.0)
+    async with MockServer(config) as server:
+        p = sim_provider(server, timeout=0.2)
+        try:
+            with pytest.raises(APITimeoutError):
+                await p.complete("sim-1", req())
+            with pytest.raises(APITimeoutError):
+                await collect(p, req())
+        finally:
+            await p.aclose()
+
+
+async def test_e2e_early_close_aborts_the_stream_on_the_server() -> None:
+    config = SimConfig(tokens_per_s=200.0, output_tokens=400)
+    async with MockServer(config) as server:
+        p = sim_provider(server)
+        try:
+            stream = p.stream("sim-1", req(max_tokens=1000))
+            assert isinstance(await anext(stream), TextDelta)
+            await stream.aclose()
+            for _ in range(100):
+                if server.stats.streams_aborted:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.stats.streams_aborted == 1
+            assert server.stats.streams_completed == 0
+        finally:
+            await p.aclose()
+
+
+async def test_e2e_auth_error_never_shows_the_key() -> None:
+    async with MockServer(api_key="sk-right-key-000000") as server:
+        p = sim_provider(server)
+        try:
+            for call in (lambda: p.complete("sim-1", req()), lambda: collect(p, req())):
+                with pytest.raises(AuthenticationError) as info:
+                    await call()
+                assert info.value.status == 401 and not info.value.retryable
+                assert_no_key(info.value)
+        finally:
+            await p.aclose()
