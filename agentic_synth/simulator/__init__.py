@@ -8,6 +8,7 @@ from ._config import FAULT_KINDS, WIRE_ONLY_FAULTS, SimConfig
 from ._engine import Outcome, Simulator, estimate_tokens
 from ._latency import Latency, fixed, lognormal, parse_latency, uniform
 from ._schema_json import generate_json
+from ._serve import add_mock_server_arguments, config_from_args, serve, spawn_mock_server
 from ._server import MockServer, ServerStats
 
 __all__ = [
@@ -19,10 +20,14 @@ __all__ = [
     "ServerStats",
     "SimConfig",
     "Simulator",
+    "add_mock_server_arguments",
+    "config_from_args",
     "estimate_tokens",
     "fixed",
     "generate_json",
     "lognormal",
     "parse_latency",
+    "serve",
+    "spawn_mock_server",
     "uniform",
 ]
