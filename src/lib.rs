@@ -4,6 +4,19 @@
 //! Rust logic with its own unit tests, and this file only binds it to Python.
 
 mod digest;
+mod exact_index;
+mod hashing;
+mod index;
+mod lsh;
+mod minhash;
+mod minhash_index;
+mod normalize;
+mod py_similarity;
+mod serial;
+mod shingle;
+mod simhash;
+mod simhash_index;
+mod table;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -23,7 +36,8 @@ fn fingerprint_hex(data: &[u8]) -> String {
 /// Fingerprints of many byte strings at once; the hashing runs without the GIL.
 #[pyfunction]
 fn fingerprint_many<'py>(py: Python<'py>, items: Vec<Vec<u8>>) -> Vec<Bound<'py, PyBytes>> {
-    let digests: Vec<u128> = py.detach(|| items.iter().map(|b| digest::fingerprint128(b)).collect());
+    let digests: Vec<u128> =
+        py.detach(|| items.iter().map(|b| digest::fingerprint128(b)).collect());
     digests
         .into_iter()
         .map(|d| PyBytes::new(py, &d.to_be_bytes()))
@@ -35,6 +49,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint_hex, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint_many, m)?)?;
+    py_similarity::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

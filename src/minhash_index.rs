@@ -1,0 +1,400 @@
+//! MinHash + LSH store with optional verification of candidates.
+//!
+//! Memory per stored text is one table entry per band (8 bytes at 72-90% load)
+//! plus the verification payload:
+//! - `Verify::Exact`: the shingle set as sorted 16-bit fingerprints (2 bytes per
+//!   distinct shingle, ~100 bytes for a 50-word prompt with word 3-grams). Jaccard
+//!   on these is exact up to fingerprint collisions, which only add a spurious
+//!   match with probability |A \ B| * |B \ A| / 65536;
+//! - `Verify::Signature`: the low byte of every permutation (`num_perm` bytes),
+//!   giving an estimate whose error shrinks with `num_perm` but never vanishes;
+//! - `Verify::None`: nothing; every band collision is reported.
+//!
+//! Full 32-bit signatures are never stored: at 128 permutations they alone would
+//! cost 512 bytes per text.
+
+use crate::index::{reserve_quarter, Config, Method, Sketcher, Store, Verify};
+use crate::lsh;
+use crate::minhash::{estimate_b8, fold32, Permutations};
+use crate::serial::{ReadResult, Reader, Writer};
+use crate::shingle::{jaccard_sorted, Scratch, Shingling};
+use crate::table::KeyTable;
+
+pub struct MinHashSketcher {
+    shingling: Shingling,
+    perms: Permutations,
+    bands: u32,
+    rows: u32,
+    seed: u64,
+    verify: Verify,
+}
+
+pub struct MinHashSketch {
+    keys: Vec<u32>,
+    /// Sorted, distinct 16-bit shingle fingerprints (exact verification only).
+    fps: Vec<u16>,
+    /// Low byte of each signature slot (signature verification only).
+    sig8: Vec<u8>,
+}
+
+/// 16-bit fingerprint of a shingle hash (top bits; the signature uses the folded low bits).
+#[inline(always)]
+fn fingerprint16(h: u64) -> u16 {
+    (h >> 48) as u16
+}
+
+impl MinHashSketcher {
+    fn new(cfg: &Config) -> Self {
+        // Signature verification needs every permutation; otherwise only the banded ones.
+        let used = match cfg.verify {
+            Verify::Signature => cfg.num_perm,
+            Verify::Exact | Verify::None => cfg.bands * cfg.rows,
+        };
+        Self {
+            shingling: cfg.shingling,
+            perms: Permutations::new(used as usize, cfg.seed),
+            bands: cfg.bands,
+            rows: cfg.rows,
+            seed: cfg.seed,
+            verify: cfg.verify,
+        }
+    }
+}
+
+impl Sketcher for MinHashSketcher {
+    type Sketch = MinHashSketch;
+
+    fn sketch(&self, text: &str, scratch: &mut Scratch) -> MinHashSketch {
+        self.shingling.hash_text(text, scratch);
+        let Scratch {
+            hashes, u32s, sig, ..
+        } = scratch;
+        u32s.clear();
+        u32s.extend(hashes.iter().map(|&h| fold32(h)));
+        self.perms.signature(u32s, sig);
+        let mut keys = Vec::with_capacity(self.bands as usize);
+        lsh::band_keys(sig, self.bands, self.rows, self.seed, &mut keys);
+        let fps = match self.verify {
+            Verify::Exact => {
+                let mut f: Vec<u16> = hashes.iter().map(|&h| fingerprint16(h)).collect();
+                f.sort_unstable();
+                f.dedup();
+                f
+            }
+            Verify::Signature | Verify::None => Vec::new(),
+        };
+        let sig8 = match self.verify {
+            Verify::Signature => sig.iter().map(|&v| v as u8).collect(),
+            Verify::Exact | Verify::None => Vec::new(),
+        };
+        MinHashSketch { keys, fps, sig8 }
+    }
+}
+
+pub struct MinHashStore {
+    threshold: f64,
+    verify: Verify,
+    num_perm: usize,
+    bands: u32,
+    tables: Vec<KeyTable>,
+    fp_data: Vec<u16>,
+    /// `fp_data[fp_offsets[s]..fp_offsets[s + 1]]` is slot `s`'s set (exact mode).
+    fp_offsets: Vec<u64>,
+    sig_data: Vec<u8>,
+}
+
+impl MinHashStore {
+    fn fps(&self, slot: u32) -> &[u16] {
+        let s = slot as usize;
+        match (self.fp_offsets.get(s), self.fp_offsets.get(s + 1)) {
+            (Some(&a), Some(&b)) => self.fp_data.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    fn sig8(&self, slot: u32) -> &[u8] {
+        let start = slot as usize * self.num_perm;
+        self.sig_data
+            .get(start..start + self.num_perm)
+            .unwrap_or(&[])
+    }
+
+    /// Similarity of a candidate, or None if it fails verification.
+    fn verify(&self, slot: u32, bands_hit: usize, sk: &MinHashSketch) -> Option<f64> {
+        match self.verify {
+            Verify::Exact => {
+                let stored = self.fps(slot);
+                let (a, b) = (stored.len(), sk.fps.len());
+                // Size filter: J <= min/max, so skip the merge when that is too small.
+                if (a.min(b) as f64) < self.threshold * a.max(b) as f64 {
+                    return None;
+                }
+                let j = jaccard_sorted(stored, &sk.fps);
+                (j >= self.threshold).then_some(j)
+            }
+            Verify::Signature => {
+                let e = estimate_b8(self.sig8(slot), &sk.sig8);
+                (e >= self.threshold).then_some(e)
+            }
+            Verify::None => Some(bands_hit as f64 / self.bands as f64),
+        }
+    }
+}
+
+impl Store for MinHashStore {
+    type Sketcher = MinHashSketcher;
+    const METHOD: Method = Method::MinHash;
+
+    fn new(cfg: &Config) -> (MinHashSketcher, Self) {
+        let store = Self {
+            threshold: cfg.threshold,
+            verify: cfg.verify,
+            num_perm: cfg.num_perm as usize,
+            bands: cfg.bands,
+            tables: (0..cfg.bands).map(|_| KeyTable::new()).collect(),
+            fp_data: Vec::new(),
+            fp_offsets: vec![0],
+            sig_data: Vec::new(),
+        };
+        (MinHashSketcher::new(cfg), store)
+    }
+
+    fn find(
+        &self,
+        sk: &MinHashSketch,
+        live: impl Fn(u32) -> bool,
+        mut found: impl FnMut(u32, f64),
+    ) {
+        for (t, &k) in self.tables.iter().zip(&sk.keys) {
+            t.prefetch(k);
+        }
+        let mut cands: Vec<u32> = Vec::new();
+        for (t, &k) in self.tables.iter().zip(&sk.keys) {
+            t.get(k, |slot| {
+                if live(slot) {
+                    cands.push(slot)
+                }
+            });
+        }
+        if cands.is_empty() {
+            return;
+        }
+        cands.sort_unstable();
+        for run in cands.chunk_by(|a, b| a == b) {
+            if let Some(sim) = self.verify(run[0], run.len(), sk) {
+                found(run[0], sim);
+            }
+        }
+    }
+
+    fn insert(&mut self, slot: u32, sk: MinHashSketch) {
+        for (t, &k) in self.tables.iter_mut().zip(&sk.keys) {
+            t.insert(k, slot);
+        }
+        match self.verify {
+            Verify::Exact => {
+                reserve_quarter(&mut self.fp_data, sk.fps.len());
+                self.fp_data.extend_from_slice(&sk.fps);
+                reserve_quarter(&mut self.fp_offsets, 1);
+                self.fp_offsets.push(self.fp_data.len() as u64);
+            }
+            Verify::Signature => {
+                reserve_quarter(&mut self.sig_data, sk.sig8.len());
+                self.sig_data.extend_from_slice(&sk.sig8);
+            }
+            Verify::None => {}
+        }
+    }
+
+    fn remove(&mut self, _slot: u32) {
+        // Band keys are not kept per text (that would cost 4 bytes per band), so the
+        // entries stay until the next save/load, masked out by the live check.
+    }
+
+    fn write(&self, w: &mut Writer, live: impl Fn(u32) -> bool) {
+        for t in &self.tables {
+            let packed: Vec<u64> = t
+                .iter()
+                .filter(|&(_, s)| live(s))
+                .map(|(k, s)| (u64::from(k) << 32) | u64::from(s))
+                .collect();
+            w.u64s(&packed);
+        }
+        let slots = self.fp_offsets.len().saturating_sub(1);
+        let mut offsets = Vec::with_capacity(self.fp_offsets.len());
+        let mut data = Vec::with_capacity(self.fp_data.len());
+        offsets.push(0u64);
+        for s in 0..slots as u32 {
+            if live(s) {
+                data.extend_from_slice(self.fps(s));
+            }
+            offsets.push(data.len() as u64);
+        }
+        w.u64s(&offsets);
+        w.u16s(&data);
+        w.bytes(&self.sig_data);
+    }
+
+    fn read(
+        cfg: &Config,
+        r: &mut Reader,
+        slots: usize,
+        _live: impl Fn(u32) -> bool,
+    ) -> ReadResult<(MinHashSketcher, Self)> {
+        let (sketcher, mut store) = Self::new(cfg);
+        for t in store.tables.iter_mut() {
+            let pairs: Vec<(u32, u32)> = r
+                .u64s()?
+                .into_iter()
+                .map(|e| ((e >> 32) as u32, e as u32))
+                .collect();
+            if pairs.iter().any(|&(_, s)| s as usize >= slots) {
+                return Err("band entry points past the stored texts".into());
+            }
+            *t = KeyTable::from_sorted(&pairs).ok_or("corrupt band table")?;
+        }
+        let offsets = r.u64s()?;
+        let data = r.u16s()?;
+        let sig = r.bytes()?;
+        match cfg.verify {
+            Verify::Exact => {
+                let ok = offsets.len() == slots + 1
+                    && offsets.first() == Some(&0)
+                    && offsets.last() == Some(&(data.len() as u64))
+                    && offsets.windows(2).all(|w| w[0] <= w[1]);
+                if !ok {
+                    return Err("corrupt shingle-set offsets".into());
+                }
+                store.fp_offsets = offsets;
+                store.fp_data = data;
+                for s in 0..slots as u32 {
+                    if store.fps(s).windows(2).any(|w| w[0] >= w[1]) {
+                        return Err("corrupt shingle set".into());
+                    }
+                }
+            }
+            Verify::Signature => {
+                if sig.len() != slots * store.num_perm {
+                    return Err("corrupt signature data".into());
+                }
+                store.sig_data = sig.to_vec();
+            }
+            Verify::None => {}
+        }
+        Ok((sketcher, store))
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.tables
+            .iter()
+            .map(KeyTable::memory_bytes)
+            .sum::<usize>()
+            + self.fp_data.capacity() * 2
+            + self.fp_offsets.capacity() * 8
+            + self.sig_data.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+
+    fn cfg(verify: Verify) -> Config {
+        Config::new(
+            Method::MinHash,
+            0.8,
+            Shingling::Words(3),
+            128,
+            None,
+            None,
+            verify,
+            3,
+            1,
+        )
+        .unwrap()
+    }
+
+    const BASE: &str =
+        "write a short story about a lighthouse keeper who finds a message in a bottle \
+        and decides to sail across the northern sea to return it to the sender before winter";
+
+    #[test]
+    fn finds_near_duplicate_and_rejects_different_text() {
+        for verify in [Verify::Exact, Verify::Signature, Verify::None] {
+            let mut idx: Index<MinHashStore> = Index::new(cfg(verify));
+            assert_eq!(idx.insert_if_new(BASE).unwrap(), None);
+            let near = BASE.replace("winter", "spring");
+            let hit = idx.insert_if_new(&near).unwrap();
+            assert_eq!(hit.map(|h| h.0), Some(0), "{verify:?}");
+            let other =
+                "explain how photosynthesis converts light energy into chemical energy in plants";
+            assert_eq!(idx.insert_if_new(other).unwrap(), None);
+            assert_eq!(idx.len(), 2);
+            assert_eq!(idx.next_position(), 3);
+            assert_eq!(idx.duplicates(), &[(1, 0)]);
+        }
+    }
+
+    #[test]
+    fn exact_verification_reports_true_jaccard() {
+        let mut idx: Index<MinHashStore> = Index::new(cfg(Verify::Exact));
+        idx.insert(BASE).unwrap();
+        let hits = idx.query(BASE);
+        assert_eq!(hits, vec![(0, 1.0)]);
+        let near = BASE.replace("winter", "spring");
+        let (_, sim) = idx.query(&near)[0];
+        // 31 words -> 29 distinct trigrams; changing the last word alters one.
+        assert!((sim - 28.0 / 30.0).abs() < 1e-12, "{sim}");
+    }
+
+    #[test]
+    fn batch_equals_one_by_one() {
+        let texts: Vec<String> = (0..300)
+            .map(|i| {
+                format!(
+                    "{BASE} number {} {}",
+                    i % 37,
+                    if i % 5 == 0 { "extra" } else { "" }
+                )
+            })
+            .collect();
+        let mut a: Index<MinHashStore> = Index::new(cfg(Verify::Exact));
+        let one: Vec<_> = texts.iter().map(|t| a.insert_if_new(t).unwrap()).collect();
+        let mut b: Index<MinHashStore> = Index::new(cfg(Verify::Exact));
+        let many = b.insert_if_new_many(&texts).unwrap();
+        assert_eq!(one, many);
+        assert_eq!(a.to_bytes(), b.to_bytes());
+    }
+
+    #[test]
+    fn remove_and_round_trip() {
+        for verify in [Verify::Exact, Verify::Signature, Verify::None] {
+            let mut idx: Index<MinHashStore> = Index::new(cfg(verify));
+            idx.insert(BASE).unwrap();
+            idx.insert("something completely different from the base text here")
+                .unwrap();
+            assert!(idx.remove(0));
+            assert!(!idx.remove(0));
+            assert!(!idx.remove(7));
+            assert!(idx.query(BASE).is_empty());
+            let bytes = idx.to_bytes();
+            let back: Index<MinHashStore> = Index::from_bytes(&bytes).unwrap();
+            assert_eq!(back.len(), 1);
+            assert_eq!(back.next_position(), 2);
+            assert_eq!(
+                back.query("something completely different from the base text here")[0].0,
+                1
+            );
+            assert!(back.query(BASE).is_empty());
+            assert!(Index::<MinHashStore>::from_bytes(&bytes[..bytes.len() / 2]).is_err());
+        }
+    }
+
+    #[test]
+    fn empty_texts_are_duplicates_of_each_other() {
+        let mut idx: Index<MinHashStore> = Index::new(cfg(Verify::Exact));
+        assert_eq!(idx.insert_if_new("").unwrap(), None);
+        assert_eq!(idx.insert_if_new("   ").unwrap(), Some((0, 1.0)));
+    }
+}
