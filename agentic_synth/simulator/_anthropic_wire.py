@@ -7,7 +7,6 @@ error bodies), so the official client parses every answer unchanged.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from .._types import Request
@@ -170,7 +169,7 @@ class AnthropicWire:
     def rate_headers(
         self, limits: tuple[int, int, int], window: RateWindow, reset_s: float
     ) -> list[tuple[str, str]]:
-        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + reset_s))
+        reset = window.reset_at
         rpm, itpm, otpm = limits
         return [
             ("anthropic-ratelimit-requests-limit", str(rpm)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import struct
 import time
@@ -27,9 +28,12 @@ from ._anthropic_wire import AnthropicWire
 from ._config import SimConfig
 from ._engine import Outcome, Simulator
 from ._openai_wire import OpenAIWire
-from ._wire import ParsedCall, RateWindow, Wire, WireError
+from ._wire import ParsedCall, RateWindow, Wire, WireError, dumps
 
-__all__ = ["MockServer", "ServerStats"]
+__all__ = ["STATS_PATH", "MockServer", "ServerStats"]
+
+#: ``GET`` here returns :meth:`ServerStats.snapshot` as JSON (for out-of-process use).
+STATS_PATH = "/_sim/stats"
 
 _WIRES: dict[str, Wire] = {w.path: w for w in (AnthropicWire(), OpenAIWire())}
 _FALLBACK_WIRE = _WIRES["/v1/messages"]
@@ -58,6 +62,21 @@ class ServerStats:
     streams_aborted: int = 0
     open_connections: int = 0
     connections_total: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain JSON-able counters, plus this process's id and CPU seconds."""
+        return {
+            "requests": dict(self.requests),
+            "responses": {str(k): v for k, v in self.responses.items()},
+            "faults": dict(self.faults),
+            "streams_started": self.streams_started,
+            "streams_completed": self.streams_completed,
+            "streams_aborted": self.streams_aborted,
+            "open_connections": self.open_connections,
+            "connections_total": self.connections_total,
+            "pid": os.getpid(),
+            "cpu_seconds": time.process_time(),
+        }
 
 
 class _DateCache:
@@ -192,6 +211,10 @@ class _Connection(asyncio.Protocol):
         server.stats.requests[path] += 1
         wire = _WIRES.get(path)
         if wire is None:
+            if path == STATS_PATH and method == b"GET":
+                self._send_full(200, "req_sim_stats", dumps(server.stats.snapshot()), [])
+                self._done()
+                return
             self.wire = _WIRES["/v1/chat/completions"] if "chat" in path else _FALLBACK_WIRE
             error = WireError(404, "not_found", f"{method.decode()} {path} not found")
             self._send_error(self.wire, error, "req_sim_notfound")
@@ -241,15 +264,13 @@ class _Connection(asyncio.Protocol):
 
     def _common_headers(
         self, wire: Wire, request_id: str, content_type: str, extra: list[tuple[str, str]]
-    ) -> list[bytes]:
-        lines = [
-            f"date: {_DATE.get()}\r\n".encode(),
-            f"content-type: {content_type}\r\n".encode(),
-            f"{wire.request_id_header()}: {request_id}\r\n".encode(),
-            b"connection: keep-alive\r\n" if self.keep_alive else b"connection: close\r\n",
-        ]
-        lines.extend(f"{name}: {value}\r\n".encode() for name, value in extra)
-        return lines
+    ) -> bytes:
+        connection = "keep-alive" if self.keep_alive else "close"
+        head = (
+            f"date: {_DATE.get()}\r\ncontent-type: {content_type}\r\n"
+            f"{wire.request_id_header()}: {request_id}\r\nconnection: {connection}\r\n"
+        )
+        return (head + "".join([f"{name}: {value}\r\n" for name, value in extra])).encode()
 
     def _rate_headers(self, wire: Wire, outcome: Outcome | None) -> list[tuple[str, str]]:
         server = self.server
@@ -282,7 +303,7 @@ class _Connection(asyncio.Protocol):
         head = self._common_headers(self.wire, request_id, "application/json", extra)
         length = len(body) if declared_length is None else declared_length
         transport.write(
-            b"".join([_status_line(status), *head, b"content-length: %d\r\n\r\n" % length, body])
+            b"".join([_status_line(status), head, b"content-length: %d\r\n\r\n" % length, body])
         )
 
     def _send_error(
@@ -392,7 +413,7 @@ class _Connection(asyncio.Protocol):
             [*extra, ("cache-control", "no-cache")],
         )
         start = self.wire.stream_head(call, outcome, outcome.token)
-        transport.write(b"".join([_status_line(200), *head, b"transfer-encoding: chunked\r\n\r\n"]))
+        transport.write(b"".join([_status_line(200), head, b"transfer-encoding: chunked\r\n\r\n"]))
         tps = server.config.tokens_per_s
         if tps is None:
             self._stream_step(start, len(pieces))

@@ -70,20 +70,22 @@ def build_messages(raw: list[tuple[str, str]]) -> list[Message]:
 class RateWindow:
     """Per-minute usage, for the rate-limit headers both APIs send."""
 
-    __slots__ = ("input_tokens", "output_tokens", "requests", "started")
+    __slots__ = ("input_tokens", "output_tokens", "requests", "reset_at", "started")
 
     def __init__(self) -> None:
-        self.started = time.time()
-        self.requests = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
+        self._start(time.time())
+
+    def _start(self, now: float) -> None:
+        self.started = now
+        self.requests = self.input_tokens = self.output_tokens = 0
+        #: When the window resets, as RFC 3339 (Anthropic's ``*-reset`` headers).
+        self.reset_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 60.0))
 
     def record(self, input_tokens: int, output_tokens: int) -> float:
         """Count one request; return seconds until the window resets."""
         now = time.time()
         if now - self.started >= 60.0:
-            self.started = now
-            self.requests = self.input_tokens = self.output_tokens = 0
+            self._start(now)
         self.requests += 1
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
