@@ -38,9 +38,11 @@ from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Us
 from ._base import ProviderStreamEvent
 from ._http_errors import error_for_status, error_for_type, rate_limit_headers
 
-__all__ = ["AnthropicProvider", "create", "schema_instruction"]
+__all__ = ["AnthropicProvider", "create", "schema_instruction", "validate"]
 
 _SCHEMA_MODES = ("instruction", "native")
+#: Seconds a finished stream may take to end its HTTP body before the connection is dropped.
+DRAIN_SECONDS = 0.5
 
 #: Body fields ``AsyncMessages.create`` takes as keyword arguments in the installed SDK.
 _SDK_PARAMS = frozenset(
@@ -55,16 +57,22 @@ _SDK_PARAMS = frozenset(
 }
 
 
-def create(spec: ModelSpec, *, max_connections: int) -> AnthropicProvider:
-    """Build the provider for a resolved ``anthropic:`` spec."""
-    if not spec.api_key:
-        raise ConfigurationError(f"no API key for {spec.name}: set ANTHROPIC_API_KEY")
+def validate(spec: ModelSpec) -> str:
+    """Check the spec's options; return the JSON Schema mode it asks for."""
     mode = spec.options.get("json_schema_mode", "instruction")
     if mode not in _SCHEMA_MODES:
         raise ConfigurationError(
             f"options['json_schema_mode'] for {spec.name} must be one of "
             f"{', '.join(_SCHEMA_MODES)}, got {mode!r}"
         )
+    return str(mode)
+
+
+def create(spec: ModelSpec, *, max_connections: int) -> AnthropicProvider:
+    """Build the provider for a resolved ``anthropic:`` spec."""
+    mode = validate(spec)
+    if not spec.api_key:
+        raise ConfigurationError(f"no API key for {spec.name}: set ANTHROPIC_API_KEY")
     return AnthropicProvider(
         api_key=spec.api_key,
         base_url=spec.base_url,
@@ -233,8 +241,9 @@ class AnthropicProvider:
         finish: str | None = None
         usage = Usage()
         stopped = False
+        events = stream.__aiter__()
         try:
-            async for event in stream:
+            async for event in events:
                 kind = event.type
                 if kind == "content_block_delta":
                     delta = event.delta
@@ -249,9 +258,8 @@ class AnthropicProvider:
                     if event.usage.input_tokens is not None:
                         usage = _usage(event.usage)
                 elif kind == "message_stop":
-                    # Not ``break``: reading on to the end of the body (normally the
-                    # same packet) lets the connection go back to the pool.
                     stopped = True
+                    break
                 if deadline is not None and time.monotonic() > deadline:
                     raise APITimeoutError(
                         f"stream from {self._base_url} outlived its timeout",
@@ -264,6 +272,11 @@ class AnthropicProvider:
                     request_id=request_id,
                     model=model,
                 )
+            # Read on to the end of the body (normally in the same packet) so the
+            # connection goes back to the pool; a server holding it open gets a grace.
+            with anyio.move_on_after(DRAIN_SECONDS):
+                async for _ in events:
+                    pass
         except ProviderError:
             raise
         except Exception as exc:
@@ -273,6 +286,9 @@ class AnthropicProvider:
         finally:
             # Closes the HTTP response at once, also on early exit and cancellation.
             with anyio.CancelScope(shield=True):
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
                 await stream.close()
         yield ProviderStreamEnd(
             finish or "unknown", usage, request_id, rate_limit_headers(headers.items())

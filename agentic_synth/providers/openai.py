@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import anyio
 import yarl
 
 from .._exceptions import (
@@ -38,11 +39,24 @@ from ._http_errors import (
     rate_limit_headers,
 )
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "chat_completions_url", "create"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OpenAIProvider",
+    "chat_completions_url",
+    "create",
+    "validate",
+]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _USER_AGENT = "agentic-synth/0.1 (aiohttp)"
+#: Seconds a finished stream may take to end its HTTP body before the connection is dropped.
+DRAIN_SECONDS = 0.5
+
+
+def validate(spec: ModelSpec) -> None:
+    """Fail at configuration time on a base URL that cannot work."""
+    chat_completions_url(spec.base_url)
 
 
 def create(spec: ModelSpec, *, max_connections: int) -> OpenAIProvider:
@@ -222,6 +236,8 @@ class OpenAIProvider:
                             usage = chunk_usage
                     if done:
                         break
+                if done and not resp.content.at_eof():
+                    await _drain(resp)
                 if finish is None and not done:
                     raise APIConnectionError(
                         f"stream from {self._host} ended before the answer was complete",
@@ -333,6 +349,20 @@ class OpenAIProvider:
         if isinstance(exc, TimeoutError):
             return APITimeoutError(f"no answer from {self._host} in time ({detail})", model=model)
         return APIConnectionError(f"connection to {self._host} failed: {detail}", model=model)
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read the rest of a finished stream's body, so its connection can be reused.
+
+    Normally already received with ``[DONE]``; a server that holds the body open
+    gets :data:`DRAIN_SECONDS`, then the connection is dropped (the answer is complete
+    either way, so errors here do not matter).
+    """
+    with anyio.move_on_after(DRAIN_SECONDS):
+        try:
+            await resp.content.read()
+        except (aiohttp.ClientError, OSError):
+            pass
 
 
 def _cause(exc: BaseException) -> BaseException | None:

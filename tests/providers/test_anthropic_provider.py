@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anthropic
+import anyio
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -42,12 +43,16 @@ class Scripted:
         self.handler: Handler = _ok_handler
         self.seen: list[tuple[dict[str, Any], dict[str, str]]] = []
         self.disconnects = 0
+        #: Client ports seen, one per TCP connection used.
+        self.peers: set[int] = set()
         app = web.Application()
         app.router.add_post("/v1/messages", self._dispatch)
         self.server = TestServer(app)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((await request.json(), dict(request.headers)))
+        assert request.transport is not None
+        self.peers.add(request.transport.get_extra_info("peername")[1])
         try:
             return await self.handler(request)
         except (ConnectionResetError, asyncio.CancelledError):
@@ -500,8 +505,8 @@ async def test_e2e_complete_and_stream() -> None:
     async with MockServer(SimConfig(seed=1), api_key=KEY) as server:
         p = sim_provider(server)
         try:
-            out = await p.complete("sim-1", req())
             events = await collect(p, req(stop=("zzz",)))
+            out = await p.complete("sim-1", req())
         finally:
             await p.aclose()
     assert out.text and out.finish_reason in ("end_turn", "max_tokens")
@@ -514,7 +519,7 @@ async def test_e2e_complete_and_stream() -> None:
     assert end.usage.input_tokens > 0 and end.usage.output_tokens > 0
     assert end.request_id and end.headers
     assert server.stats.streams_completed == 1 and server.stats.streams_aborted == 0
-    # A stream read to its end hands its connection back to the pool.
+    # A stream read to its end hands its connection back to the pool for the next call.
     assert server.stats.connections_total == 1
 
 
@@ -625,3 +630,42 @@ async def test_e2e_auth_error_never_shows_the_key() -> None:
                 assert_no_key(info.value)
         finally:
             await p.aclose()
+
+
+def held_open(wire: bytes, *, hold: float) -> Handler:
+    """Send the whole stream, then wait before ending the body."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(wire)
+        await asyncio.sleep(hold)
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+async def test_stream_body_ending_late_still_reuses_the_connection(
+    scripted: Scripted, provider: AnthropicProvider
+) -> None:
+    scripted.handler = held_open(START + BLOCK + delta("a") + END, hold=0.05)
+    for _ in range(2):
+        events = await collect(provider, req())
+        assert events[-1].finish_reason == "max_tokens"
+    assert len(scripted.peers) == 1 and scripted.disconnects == 0
+
+
+async def test_stream_body_never_ending_after_message_stop_is_dropped(
+    scripted: Scripted, provider: AnthropicProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(anthropic_provider, "DRAIN_SECONDS", 0.05)
+    scripted.handler = held_open(START + BLOCK + delta("a") + END, hold=30)
+    with anyio.fail_after(10):  # a guard only: without the drain bound this waits 30 s
+        events = await collect(provider, req())
+    assert events[0] == TextDelta("a") and events[-1].finish_reason == "max_tokens"
+    for _ in range(200):
+        if scripted.disconnects:
+            break
+        await asyncio.sleep(0.01)
+    assert scripted.disconnects == 1
