@@ -25,6 +25,9 @@ __all__ = ["generate_json"]
 #: Past this nesting depth only required members and minimum counts are produced,
 #: so recursive schemas terminate.
 _MAX_DEPTH = 8
+#: Past this depth the schema is taken to have no finite instance.
+_GIVE_UP_DEPTH = 4 * _MAX_DEPTH
+_NESTING_KEYS = ("properties", "items", "prefixItems", "anyOf", "oneOf", "allOf", "$ref")
 _WORDS = (*_NOUNS, *_ADJECTIVES, *_VERBS)
 _TYPE_ORDER = ("object", "array", "string", "integer", "number", "boolean", "null")
 
@@ -70,6 +73,11 @@ class _Generator:
         return schema
 
     def value(self, schema: Mapping[str, Any] | bool, depth: int) -> Any:
+        if depth > _GIVE_UP_DEPTH:
+            raise ConfigurationError(
+                "the schema recurses without a way out (every instance would be infinite); "
+                "make the recursive member optional or allow empty arrays"
+            )
         if schema is True:
             return self.string({}, depth)
         if schema is False or not isinstance(schema, Mapping):
@@ -84,7 +92,7 @@ class _Generator:
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 rest = {k: v for k, v in schema.items() if k != key}
-                branch = self.resolve_branch(schema[key])
+                branch = self.resolve_branch(schema[key], depth)
                 return self.value({**rest, **branch} if rest else branch, depth)
         kind = self.pick_type(schema, depth)
         if kind == "object":
@@ -101,13 +109,19 @@ class _Generator:
             return self.rng.random() < 0.5
         return None
 
-    def resolve_branch(self, branches: Sequence[Any]) -> Mapping[str, Any]:
-        for branch in branches:
-            if branch is True:
-                return {}
-            if isinstance(branch, Mapping):
-                return self.resolve(branch)
-        raise ConfigurationError("anyOf/oneOf has no usable branch")
+    def resolve_branch(self, branches: Sequence[Any], depth: int) -> Mapping[str, Any]:
+        usable = [{} if b is True else self.resolve(b) for b in branches if b is not False]
+        if not usable:
+            raise ConfigurationError("anyOf/oneOf has no usable branch")
+        if depth >= _MAX_DEPTH:
+            # Deep in a recursive schema: prefer a branch that cannot recurse further.
+            for branch in usable:
+                if not any(k in branch for k in _NESTING_KEYS) and branch.get("type") not in (
+                    "object",
+                    "array",
+                ):
+                    return branch
+        return usable[0]
 
     def merge_all_of(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}

@@ -114,14 +114,12 @@ class Corpus:
         n = len(sentences)
         first %= n
         base = cumulative[first]
-        cut = target > limit
-        wanted = limit if cut else target
-        # Absolute (unwrapped) index of the sentence holding word ``wanted``.
-        laps, offset = divmod(base + wanted - 1, self.words)
+        # Absolute (unwrapped) index of the sentence holding word ``min(target, limit)``;
+        # when the text is cut, that sentence also holds word ``limit``.
+        laps, offset = divmod(base + min(target, limit) - 1, self.words)
         last = laps * n + bisect_right(cumulative, offset) - 1
         count = laps * self.words + cumulative[last - laps * n + 1] - base
-        if not cut and count > limit:
-            return self.text(first, limit, limit)
+        cut = count > limit or target > limit
         if last < n:
             whole = sentences[first:last] if cut else sentences[first : last + 1]
         else:
