@@ -134,7 +134,11 @@ class OpenAIProvider:
                 limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30
             )
             session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, skip_auto_headers=("Accept-Encoding",)
+                connector=connector,
+                timeout=self._timeout,
+                # API gateways set cookies we never need: don't parse or store them.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Accept-Encoding",),
             )
             self._session, self._loop = session, loop
         return session
