@@ -3,24 +3,28 @@
 Compares raw aiohttp, the ``openai`` provider's ``complete`` (aiohttp), the
 ``anthropic`` provider's ``complete`` (SDK over httpx2 + aiohttp), httpx with
 its default transport and httpx over httpx-aiohttp. The server runs in a
-subprocess (asyncio + httptools) and answers every request after a fixed
-latency, so the ideal throughput is ``concurrency / latency`` and the client
-process's CPU time (``time.process_time``) is all client work.
+child process (a bare asyncio + httptools server, or ``--server mock`` for the
+simulator's mock server) and answers every request after a fixed latency, so
+the ideal throughput is ``concurrency / latency`` and the client process's CPU
+time (``time.process_time``) is all client work. On a shared machine req/s is
+noisy; CPU per request is the steadier figure.
 
     python benchmarks/bench_transport_clients.py                # 5000 req, 256 conc, 100 ms
     python benchmarks/bench_transport_clients.py --kinds aiohttp,openai -n 20000
+    python benchmarks/bench_transport_clients.py --server mock
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,6 +230,13 @@ def main() -> None:
         default=1000,
         help="requests for plain httpx, which is ~30x slower at high concurrency",
     )
+    parser.add_argument(
+        "--server",
+        choices=("minimal", "mock"),
+        default="minimal",
+        help="minimal: fixed answers from a bare httptools server (default); "
+        "mock: agentic_synth.simulator's mock server (generated text, rate-limit headers)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -235,19 +246,11 @@ def main() -> None:
     for kind in kinds:
         if kind not in KINDS:
             parser.error(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
-    server = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--serve", "--latency", str(args.latency)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        base = f"http://127.0.0.1:{int(server.stdout.readline())}"
+    with _server(args.server, args.latency) as base:
         ideal = args.concurrency / args.latency
         print(
             f"{args.requests} requests, concurrency {args.concurrency}, latency "
-            f"{args.latency * 1000:g} ms: ideal {ideal:.0f} req/s"
+            f"{args.latency * 1000:g} ms ({args.server} server): ideal {ideal:.0f} req/s"
         )
         header = ("client", "requests", "req/s", "% ideal", "CPU us/req", "x aiohttp")
         print(f"{header[0]:<15}" + "".join(f"{h:>11}" for h in header[1:]))
@@ -261,6 +264,26 @@ def main() -> None:
             print(
                 f"{kind:<15}{n:>11}{rate:>11.0f}{rate / ideal * 100:>10.1f}%{cpu:>11.0f}{ratio:>11}"
             )
+
+
+@contextlib.contextmanager
+def _server(kind: str, latency: float) -> Iterator[str]:
+    """Base URL of a loopback server in a child process, for the run's duration."""
+    if kind == "mock":
+        from agentic_synth.simulator import SimConfig, fixed, spawn_mock_server
+
+        with spawn_mock_server(SimConfig(latency=fixed(latency), output_tokens=40)) as url:
+            yield url
+        return
+    server = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve", "--latency", str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield f"http://127.0.0.1:{int(server.stdout.readline())}"
     finally:
         if server.stdin is not None:
             server.stdin.close()
