@@ -11,6 +11,10 @@ its own ``process_time`` at ``GET /_sim/stats``). Scenarios, each over keep-aliv
   the target being >= 4,000 req/s.
 * ``stream``: as ``latency`` but SSE streams (~64 words in 4-word deltas).
 
+It also times the in-process ``sim`` provider: CPU per awaited ``complete`` /
+full ``stream`` at zero latency (~64 output words), against an empty awaited
+coroutine as the baseline (budget: well under 15 us per ``complete``).
+
     python benchmarks/bench_mock_server.py [--n 10000] [--concurrency 256] [--latency 0.1]
 """
 
@@ -19,14 +23,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from _report import save, table, timed
 
-from agentic_synth.simulator import SimConfig, fixed, spawn_mock_server
-from agentic_synth.simulator._server import STATS_PATH
+from agentic_synth._types import Request
+from agentic_synth.providers.sim import SimProvider
+from agentic_synth.simulator import STATS_PATH, SimConfig, fixed, spawn_mock_server
 
 
 async def server_cpu(url: str) -> float:
@@ -91,7 +97,42 @@ async def measure(
     }
 
 
+async def provider_cpu(n: int) -> list[dict[str, Any]]:
+    """CPU microseconds per sequential call of the in-process provider."""
+    provider = SimProvider(SimConfig(output_tokens=64))
+    requests = [
+        Request(messages=[{"role": "user", "content": f"Tell me about item {i}."}], max_tokens=256)
+        for i in range(n)
+    ]
+
+    async def nothing(model: str, request: Request) -> None:
+        return None
+
+    async def consume(model: str, request: Request) -> None:
+        async for _ in provider.stream(model, request):
+            pass
+
+    rows = []
+    for name, call in (
+        ("baseline (empty await)", nothing),
+        ("sim complete", provider.complete),
+        ("sim stream", consume),
+    ):
+        best = float("inf")
+        for _ in range(3):
+            gc.collect()
+            start = time.process_time()
+            for request in requests:
+                await call("sim-1", request)
+            best = min(best, time.process_time() - start)
+        rows.append({"call": name, "cpu_us": best / n * 1e6})
+    return rows
+
+
 async def main(n: int, concurrency: int, latency: float) -> None:
+    provider_rows = await provider_cpu(20_000)
+    print(table(provider_rows, ["call", "cpu_us"]))
+    print()
     scenarios = [
         ("latency", latency, False, "/v1/messages"),
         ("latency-openai", latency, False, "/v1/chat/completions"),
@@ -114,7 +155,13 @@ async def main(n: int, concurrency: int, latency: float) -> None:
     print(table(rows, columns))
     path = save(
         "mock_server",
-        {"n": n, "concurrency": concurrency, "latency": latency, "rows": rows},
+        {
+            "n": n,
+            "concurrency": concurrency,
+            "latency": latency,
+            "rows": rows,
+            "provider": provider_rows,
+        },
     )
     print(f"saved {path}")
 

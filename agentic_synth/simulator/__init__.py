@@ -8,11 +8,18 @@ from ._config import FAULT_KINDS, WIRE_ONLY_FAULTS, SimConfig
 from ._engine import Outcome, Simulator, estimate_tokens
 from ._latency import Latency, fixed, lognormal, parse_latency, uniform
 from ._schema_json import generate_json
-from ._serve import add_mock_server_arguments, config_from_args, serve, spawn_mock_server
-from ._server import MockServer, ServerStats
+from ._serve import (
+    add_mock_server_arguments,
+    api_key_from_args,
+    config_from_args,
+    serve,
+    spawn_mock_server,
+)
+from ._server import STATS_PATH, MockServer, ServerStats
 
 __all__ = [
     "FAULT_KINDS",
+    "STATS_PATH",
     "WIRE_ONLY_FAULTS",
     "Latency",
     "MockServer",
@@ -21,6 +28,7 @@ __all__ = [
     "SimConfig",
     "Simulator",
     "add_mock_server_arguments",
+    "api_key_from_args",
     "config_from_args",
     "estimate_tokens",
     "fixed",

@@ -6,7 +6,7 @@ error bodies), so the official client parses every answer unchanged.
 
 from __future__ import annotations
 
-import json
+from json.encoder import encode_basestring as _quote  # C-accelerated
 from typing import Any
 
 from .._types import Request
@@ -129,7 +129,7 @@ class AnthropicWire:
         return b"event: message_start\ndata: " + start + b"\n\n" + _BLOCK_START
 
     def stream_delta(self, call: ParsedCall, piece: str, ident: str) -> bytes:
-        return _DELTA_PREFIX + json.dumps(piece, ensure_ascii=False).encode() + b"}}\n\n"
+        return _DELTA_PREFIX + _quote(piece).encode() + b"}}\n\n"
 
     def stream_tail(self, call: ParsedCall, outcome: Outcome, ident: str) -> bytes:
         delta = dumps(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from json.encoder import encode_basestring as _quote  # C-accelerated
 from typing import Any
 
 from .._types import Request
@@ -154,7 +155,7 @@ class OpenAIWire:
         )
 
     def stream_delta(self, call: ParsedCall, piece: str, ident: str) -> bytes:
-        content = json.dumps(piece, ensure_ascii=False)
+        content = _quote(piece)
         return self._chunk(
             call,
             ident,

@@ -25,6 +25,7 @@ from ._server import MockServer
 
 __all__ = [
     "add_mock_server_arguments",
+    "api_key_from_args",
     "config_from_args",
     "main",
     "serve",

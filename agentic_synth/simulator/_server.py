@@ -154,6 +154,11 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.keep_alive = False
+            self.pending.clear()
+            if self.active and self.transport is not None:
+                # Mid-answer: a 400 now would interleave with that answer; just hang up.
+                self.transport.close()
+                return
             error = WireError(400, "invalid_request", "malformed HTTP request")
             self._send_error(self.wire, error, "req_sim_badhttp")
 

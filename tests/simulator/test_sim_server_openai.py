@@ -193,3 +193,23 @@ async def test_pipelined_requests_are_answered_in_order(server: MockServer) -> N
     writer.close()
     await writer.wait_closed()
     assert models == ["m0", "m1", "m2"]
+
+
+async def test_garbage_http_gets_400_and_close(server: MockServer) -> None:
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+    response = await reader.read()  # until the server closes
+    writer.close()
+    await writer.wait_closed()
+    assert response.startswith(b"HTTP/1.1 400")
+    assert b"connection: close" in response
+
+
+async def test_stats_endpoint_reports_counters(server: MockServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as http:
+        await http.post("/v1/chat/completions", json={"model": "m", "messages": MESSAGES})
+        stats = (await http.get("/_sim/stats")).json()
+    assert stats["requests"]["/v1/chat/completions"] == 1
+    assert stats["responses"]["200"] == 1
+    assert stats["open_connections"] == 1
+    assert isinstance(stats["cpu_seconds"], float) and stats["pid"] > 0
