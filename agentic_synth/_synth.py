@@ -182,8 +182,11 @@ class Synth:
         metrics.request_started()
         try:
             routed = await router.complete(request)
-        except BaseException as exc:
-            metrics.request_finished(None, exc if isinstance(exc, Exception) else None)
+        except Exception as exc:
+            metrics.request_finished(None, exc)
+            raise
+        except BaseException:
+            metrics.request_cancelled()
             raise
         latency = self._clock() - started
         metrics.request_finished(latency)
@@ -318,7 +321,7 @@ class Synth:
             latency = clock() - started
             if end is None and error is None:
                 # closed early by the consumer (break, cancel): not an engine error
-                metrics.in_flight -= 1
+                metrics.request_cancelled()
             else:
                 metrics.request_finished(latency if error is None else None, error)
         assert end is not None

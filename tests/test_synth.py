@@ -144,20 +144,22 @@ async def test_stream_closed_early_is_not_an_error() -> None:
                 assert isinstance(event, TextDelta)
                 break
         m = synth.metrics()
-    assert (m.in_flight, m.failed) == (0, 0)
+    assert (m.in_flight, m.failed, m.cancelled) == (0, 0, 1)
 
 
 async def test_cancellation_stops_promptly_and_keeps_completed() -> None:
     kept: list[int] = []
     async with Synth([sim(latency=0.05)], max_concurrency=8) as synth:
         with anyio.move_on_after(0.3) as scope:
-            async for index, _ in synth.iter_batch(f"p{i}" for i in range(10_000)):
-                kept.append(index)
+            async with synth.iter_batch(f"p{i}" for i in range(10_000)) as results:
+                async for index, _ in results:
+                    kept.append(index)
         assert scope.cancelled_caught
-        await anyio.sleep(0)
-        in_flight_after = synth.metrics().in_flight
+        for _ in range(5):
+            await anyio.sleep(0)
+        m = synth.metrics()
     assert 8 <= len(kept) < 200
-    assert in_flight_after == 0
+    assert m.in_flight == 0 and m.cancelled > 0 and m.failed == 0
 
 
 async def test_cancelled_generate_batch_propagates_cancellation() -> None:
@@ -165,7 +167,7 @@ async def test_cancelled_generate_batch_propagates_cancellation() -> None:
         with anyio.move_on_after(0.05) as scope:
             await synth.generate_batch([f"p{i}" for i in range(100)])
         assert scope.cancelled_caught
-        assert synth.metrics().in_flight == 0
+        assert synth.metrics().in_flight == 0 and synth.metrics().cancelled == 4
 
 
 async def test_transient_faults_are_retried_to_under_a_tenth_of_a_percent() -> None:

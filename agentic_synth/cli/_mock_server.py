@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..simulator import config_from_args, serve
+    from ..simulator import api_key_from_args, config_from_args, serve
 
-    serve(config_from_args(args), host=args.host, port=args.port)
+    serve(config_from_args(args), host=args.host, port=args.port, api_key=api_key_from_args(args))
     return 0

@@ -26,6 +26,7 @@ class MetricsSnapshot:
     requests: int
     succeeded: int
     failed: int
+    cancelled: int
     in_flight: int
     errors_by_class: dict[str, int]
     attempts: int
@@ -72,6 +73,7 @@ class Metrics:
         self.requests = 0
         self.succeeded = 0
         self.failed = 0
+        self.cancelled = 0
         self.in_flight = 0
         self.errors_by_class: Counter[str] = Counter()
         self.attempts = 0
@@ -104,6 +106,11 @@ class Metrics:
         else:
             self.failed += 1
             self.errors_by_class[type(error).__name__] += 1
+
+    def request_cancelled(self) -> None:
+        """The request was cancelled (or its stream closed early): neither outcome."""
+        self.in_flight -= 1
+        self.cancelled += 1
 
     def _model(self, model: str) -> _ModelStats:
         stats = self._models.get(model)
@@ -163,6 +170,7 @@ class Metrics:
             requests=self.requests,
             succeeded=self.succeeded,
             failed=self.failed,
+            cancelled=self.cancelled,
             in_flight=self.in_flight,
             errors_by_class=dict(self.errors_by_class),
             attempts=self.attempts,

@@ -28,7 +28,7 @@ from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Us
 from ..simulator import Outcome, SimConfig, Simulator
 from ._base import ProviderStreamEvent
 
-__all__ = ["SimProvider", "create"]
+__all__ = ["SimProvider", "create", "validate"]
 
 _FINISH = {"end": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "stop_sequence"}
 
@@ -153,3 +153,8 @@ def create(spec: ModelSpec, *, max_connections: int) -> SimProvider:
     """Provider for a ``sim:...`` model; ``spec.options`` are :class:`SimConfig` fields."""
     del max_connections  # nothing to pool
     return SimProvider(SimConfig.from_mapping(spec.options))
+
+
+def validate(spec: ModelSpec) -> None:
+    """Check ``spec.options`` at construction time (raises ConfigurationError)."""
+    SimConfig.from_mapping(spec.options)
