@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -351,7 +351,7 @@ class Router:
         if timeout is None or remaining < timeout:
             if remaining <= 0:
                 raise APITimeoutError("request deadline passed", model=slot.name)
-            return replace(request, timeout=remaining)
+            return request.with_timeout(remaining)
         return request
 
     async def _wait_for_reopen(self, progress: _Progress) -> bool:
