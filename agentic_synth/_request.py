@@ -46,7 +46,8 @@ class GenerationParams:
         if unknown:
             raise InvalidRequestError(
                 f"unknown generation parameter(s) {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(_PARAM_NAMES))} (put provider-specific fields in extra={{...}})"
+                f"known: {', '.join(sorted(_PARAM_NAMES))} "
+                "(put provider-specific fields in extra={...})"
             )
         values = {} if base is None else {n: getattr(base, n) for n in _PARAM_NAMES}
         values.update({k: v for k, v in kwargs.items() if v is not None})
@@ -70,7 +71,9 @@ class GenerationParams:
         if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
             raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
-            raise InvalidRequestError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+            raise InvalidRequestError(
+                f"timeout must be a positive number of seconds, got {self.timeout!r}"
+            )
         if self.system is not None and not isinstance(self.system, str):
             raise InvalidRequestError(f"system must be a string, got {type(self.system).__name__}")
         if self.json_schema is not None and not isinstance(self.json_schema, Mapping):

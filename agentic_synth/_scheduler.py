@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ["InputFeed", "run_workers"]
+__all__ = ["InputFeed", "run_workers", "single_error"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,7 +40,8 @@ class InputFeed(Generic[T]):
             self._iter = iter(inputs)
         else:
             raise TypeError(
-                f"inputs must be an iterable or async iterable of prompts, got {type(inputs).__name__}"
+                "inputs must be an iterable or async iterable of prompts, "
+                f"got {type(inputs).__name__}"
             )
         self.count = 0
         self.exhausted = False
@@ -102,10 +103,10 @@ async def run_workers(
             for _ in range(concurrency):
                 tg.start_soon(worker)
     except BaseExceptionGroup as group:
-        raise _single(group) from None
+        raise single_error(group) from None
 
 
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one real error of a task group (others are the cancellations it caused)."""
     leaves: list[BaseException] = []
     stack: list[BaseException] = [group]

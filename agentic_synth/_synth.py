@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+    Sized,
+)
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._exceptions import ConfigurationError, SynthError
 from ._request import GenerationParams, Prompt, build_request
-from ._scheduler import InputFeed, run_workers
+from ._scheduler import InputFeed, run_workers, single_error
 from ._spec import ModelSpec, default_models, parse_model
 from ._types import (
     Completion,
@@ -152,7 +160,15 @@ class Synth:
         try:
             if tg is not None:
                 tg.cancel_scope.cancel()  # background batch streams end with the engine
-                await tg.__aexit__(exc_type, exc, tb)
+                try:
+                    await tg.__aexit__(exc_type, exc, tb)
+                except BaseExceptionGroup as group:
+                    # The task group wraps what the body raised; the user should see
+                    # their own exception, not a group around it.
+                    single = single_error(group)
+                    if exc is not None and single is exc:
+                        return
+                    raise single from None
         finally:
             if router is not None:
                 with anyio.CancelScope(shield=True):
@@ -223,9 +239,8 @@ class Synth:
         return process
 
     def _workers_for(self, inputs: object) -> int:
-        size = getattr(inputs, "__len__", None)
-        if size is not None and not isinstance(inputs, AsyncIterable):
-            return max(1, min(self.max_concurrency, size()))
+        if isinstance(inputs, Sized) and not isinstance(inputs, AsyncIterable):
+            return max(1, min(self.max_concurrency, len(inputs)))
         return self.max_concurrency
 
     async def generate_batch(

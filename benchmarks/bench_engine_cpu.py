@@ -13,14 +13,13 @@ import argparse
 import gc
 
 import anyio
+from _report import save, table, timed
 
 from agentic_synth import ModelSpec, Synth
 from agentic_synth._request import GenerationParams, build_request
 from agentic_synth.monitor import Metrics
 from agentic_synth.providers import create_provider
 from agentic_synth.routing import Router
-
-from _report import save, table, timed
 
 PARAMS = GenerationParams(max_tokens=64)
 
@@ -71,21 +70,35 @@ async def main(n: int) -> None:
     rows = []
     for concurrency in (1, 64, 256):
         cpu_us, rate = await engine(n, concurrency)
-        rows.append({"path": f"Synth.generate_batch, concurrency {concurrency}", "cpu_us": cpu_us,
-                     "engine_us": cpu_us - provider_us, "req_s": rate})
+        rows.append(
+            {
+                "path": f"Synth.generate_batch, concurrency {concurrency}",
+                "cpu_us": cpu_us,
+                "engine_us": cpu_us - provider_us,
+                "req_s": rate,
+            }
+        )
     rows[:0] = [
         {"path": "baseline: SimProvider.complete alone", "cpu_us": provider_us},
-        {"path": "Router.complete, 1 model", "cpu_us": router_us,
-         "router_us": router_us - provider_us},
-        {"path": "Router.complete, 3 models, rpm+tpm limits, least_latency",
-         "cpu_us": router_limited_us, "router_us": router_limited_us - provider_us},
+        {
+            "path": "Router.complete, 1 model",
+            "cpu_us": router_us,
+            "router_us": router_us - provider_us,
+        },
+        {
+            "path": "Router.complete, 3 models, rpm+tpm limits, least_latency",
+            "cpu_us": router_limited_us,
+            "router_us": router_limited_us - provider_us,
+        },
     ]
     print(f"{n} requests per row, 64 output tokens, zero simulated latency\n")
     print(table(rows, ["path", "cpu_us", "router_us", "engine_us", "req_s"]))
     worst = max(r["cpu_us"] for r in rows if r["path"].startswith("Synth"))
     print(f"\nengine total, worst concurrency: {worst:.1f} us/request (target <= 50)")
-    print(f"router overhead: {router_us - provider_us:.1f} us plain, "
-          f"{router_limited_us - provider_us:.1f} us with limits (target <= 20)")
+    print(
+        f"router overhead: {router_us - provider_us:.1f} us plain, "
+        f"{router_limited_us - provider_us:.1f} us with limits (target <= 20)"
+    )
     print("results:", save("engine_cpu", {"n": n, "rows": rows}))
 
 

@@ -19,11 +19,10 @@ import time
 from collections import Counter
 
 import anyio
-
-from agentic_synth import BreakerConfig, ModelSpec, Synth
-
 from _report import save, table
 from bench_transport import start_server
+
+from agentic_synth import BreakerConfig, ModelSpec, Synth
 
 
 async def main(n: int, concurrency: int, latency: float, kill_after: float) -> None:
@@ -75,23 +74,29 @@ async def main(n: int, concurrency: int, latency: float, kill_after: float) -> N
     caught = [lat for t, model, lat in done if model == "openai:backup" and t - lat < killed_at]
     by_model = Counter(model for _, model, _ in done)
     failover = None if recovered_at is None else max(0.0, recovered_at - killed_at)
-    rows = [{
-        "requests": n,
-        "ok": len(done),
-        "errors": sum(errors.values()),
-        "pre_kill_per_100ms": pre_rate,
-        "failover_s": failover,
-        "caught_in_flight": len(caught),
-        "caught_max_latency_s": max(caught, default=0.0),
-        "retries": m.retries,
-    }]
-    print(f"primary killed at {killed_at:.2f}s; {concurrency} concurrent, "
-          f"server latency {latency * 1000:.0f} ms\n")
+    rows = [
+        {
+            "requests": n,
+            "ok": len(done),
+            "errors": sum(errors.values()),
+            "pre_kill_per_100ms": pre_rate,
+            "failover_s": failover,
+            "caught_in_flight": len(caught),
+            "caught_max_latency_s": max(caught, default=0.0),
+            "retries": m.retries,
+        }
+    ]
+    print(
+        f"primary killed at {killed_at:.2f}s; {concurrency} concurrent, "
+        f"server latency {latency * 1000:.0f} ms\n"
+    )
     print(table(rows, list(rows[0])))
     print(f"\nserved by: {dict(by_model)}; errors: {dict(errors)}")
     print(f"breaker of the primary: {m.models['openai:primary']['breaker']['state']}")
-    print("results:", save("failover", {"rows": rows, "served_by": dict(by_model),
-                                         "killed_at": killed_at}))
+    print(
+        "results:",
+        save("failover", {"rows": rows, "served_by": dict(by_model), "killed_at": killed_at}),
+    )
 
 
 if __name__ == "__main__":

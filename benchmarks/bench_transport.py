@@ -25,10 +25,9 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import anyio
+from _report import save, table, timed
 
 from agentic_synth import ModelSpec, Synth
-
-from _report import save, table, timed
 
 
 def free_port() -> int:
@@ -40,8 +39,17 @@ def free_port() -> int:
 def start_server(latency: float) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentic_synth.simulator", "--host", "127.0.0.1",
-         "--port", str(port), "--latency", str(latency)],
+        [
+            sys.executable,
+            "-m",
+            "agentic_synth.simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--latency",
+            str(latency),
+        ],
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -77,10 +85,14 @@ async def raw_aiohttp(url: str, n: int, concurrency: int) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(i: int) -> None:
-            body = {"model": "mock", "max_tokens": 16,
-                    "messages": [{"role": "user", "content": f"Say something about {i}."}]}
-            async with session.post(f"{url}/v1/chat/completions", json=body,
-                                    headers={"Authorization": "Bearer k"}) as r:
+            body = {
+                "model": "mock",
+                "max_tokens": 16,
+                "messages": [{"role": "user", "content": f"Say something about {i}."}],
+            }
+            async with session.post(
+                f"{url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer k"}
+            ) as r:
                 data = await r.json()
                 assert data["choices"][0]["message"]["content"]
 
@@ -95,8 +107,14 @@ async def engine(spec: ModelSpec, n: int, concurrency: int) -> None:
     assert not failed, failed[:3]
 
 
-async def measure(name: str, make: Callable[[], Awaitable[None]], n: int, concurrency: int,
-                  latency: float, proc: subprocess.Popen[bytes]) -> dict[str, object]:
+async def measure(
+    name: str,
+    make: Callable[[], Awaitable[None]],
+    n: int,
+    concurrency: int,
+    latency: float,
+    proc: subprocess.Popen[bytes],
+) -> dict[str, object]:
     gc.collect()
     s0 = server_cpu(proc)
     with timed() as t:
@@ -136,14 +154,20 @@ async def main(n: int, concurrency: int, latency: float, rounds: int) -> None:
     base = rows[0]["cpu_us"]
     for row in rows:
         row["cpu_vs_raw"] = row["cpu_us"] / base  # type: ignore[operator]
-    print(f"{n} requests, {concurrency} concurrent, server latency {latency * 1000:.0f} ms, "
-          f"ideal {concurrency / latency:,.0f} req/s, best of {rounds} rounds\n")
+    print(
+        f"{n} requests, {concurrency} concurrent, server latency {latency * 1000:.0f} ms, "
+        f"ideal {concurrency / latency:,.0f} req/s, best of {rounds} rounds\n"
+    )
     print(table(rows, ["client", "req_s", "pct_ideal", "cpu_us", "cpu_vs_raw", "server_cpu_us"]))
     eng = rows[1]
-    print(f"\nopenai provider through the engine: {eng['pct_ideal']:.1f}% of ideal (target >= 85), "
-          f"CPU {eng['cpu_vs_raw']:.2f}x raw aiohttp (target <= 2)")
-    print("results:", save("transport", {"n": n, "concurrency": concurrency,
-                                          "latency": latency, "rows": rows}))
+    print(
+        f"\nopenai provider through the engine: {eng['pct_ideal']:.1f}% of ideal (target >= 85), "
+        f"CPU {eng['cpu_vs_raw']:.2f}x raw aiohttp (target <= 2)"
+    )
+    print(
+        "results:",
+        save("transport", {"n": n, "concurrency": concurrency, "latency": latency, "rows": rows}),
+    )
     print(json.dumps({"pct_ideal": eng["pct_ideal"], "cpu_vs_raw": eng["cpu_vs_raw"]}))
 
 
@@ -153,5 +177,19 @@ if __name__ == "__main__":
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="uvloop",
+        help="event loop for every client alike (uvloop: what `synth` uses)",
+    )
     a = ap.parse_args()
-    anyio.run(main, a.n, a.concurrency, a.latency, a.rounds)
+    print(f"event loop: {a.loop}")
+    anyio.run(
+        main,
+        a.n,
+        a.concurrency,
+        a.latency,
+        a.rounds,
+        backend_options={"use_uvloop": a.loop == "uvloop"},
+    )

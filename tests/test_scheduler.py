@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from agentic_synth._scheduler import InputFeed, run_workers
@@ -25,7 +26,7 @@ async def test_lazy_consumption_is_bounded_by_concurrency() -> None:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         in_flight -= 1
         return item
 
@@ -48,13 +49,13 @@ class _Stop(Exception):
 async def test_async_iterable_input_and_indices() -> None:
     async def agen() -> AsyncIterator[str]:
         for i in range(100):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             yield f"p{i}"
 
     out: dict[int, str] = {}
 
     async def process(index: int, item: str) -> str:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return item.upper()
 
     def emit(index: int, result: str) -> None:

@@ -6,6 +6,7 @@ import gc
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import agentic_synth
@@ -88,7 +89,7 @@ async def test_iter_batch_consumes_a_million_item_generator_lazily() -> None:
 
 async def test_iter_batch_dropped_in_plain_for_stops_workers() -> None:
     async with Synth([sim()], max_concurrency=4) as synth:
-        async for _, _ in synth.iter_batch((f"p{i}" for i in range(100_000))):
+        async for _, _ in synth.iter_batch(f"p{i}" for i in range(100_000)):
             break
         gc.collect()
         await anyio.sleep(0.02)
@@ -156,7 +157,7 @@ async def test_cancellation_stops_promptly_and_keeps_completed() -> None:
                     kept.append(index)
         assert scope.cancelled_caught
         for _ in range(5):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         m = synth.metrics()
     assert 8 <= len(kept) < 200
     assert m.in_flight == 0 and m.cancelled > 0 and m.failed == 0
@@ -264,3 +265,13 @@ async def test_default_model_is_the_simulator_without_keys() -> None:
     assert synth.models == ["sim:sim-1"]
     async with synth:
         assert (await synth.generate("hello")).model == "sim:sim-1"
+
+
+async def test_errors_raised_in_the_block_come_out_unwrapped() -> None:
+    with pytest.raises(ValueError, match="user error"):
+        async with Synth([sim()]):
+            raise ValueError("user error")
+    with pytest.raises(KeyError):
+        async with Synth([sim()]) as synth:
+            async for _ in synth.iter_batch(["a", "b"]):
+                raise KeyError("in the loop")

@@ -64,19 +64,22 @@ async def run_bench(synth: Synth, requests: int, params: dict[str, Any]) -> dict
     }
 
 
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.requests <= 0:
         print("synth: error: --requests must be >= 1", file=sys.stderr)
         return 2
     synth = Synth(model_specs(args), max_concurrency=args.concurrency)
     figures = anyio.run(run_bench, synth, args.requests, generation_params(args))
-    ms = lambda v: "-" if v is None else f"{v * 1000:.1f} ms"  # noqa: E731
     print(
         f"{figures['requests']} requests at concurrency {figures['concurrency']} "
         f"on {', '.join(figures['models'])}\n"
         f"  throughput   {figures['throughput']:,.0f} req/s ({figures['seconds']:.2f} s)\n"
-        f"  latency      p50 {ms(figures['latency_p50'])}, p95 {ms(figures['latency_p95'])}, "
-        f"p99 {ms(figures['latency_p99'])}\n"
+        f"  latency      p50 {_ms(figures['latency_p50'])}, p95 {_ms(figures['latency_p95'])}, "
+        f"p99 {_ms(figures['latency_p99'])}\n"
         f"  CPU          {figures['cpu_us_per_request']:.1f} us/request\n"
         f"  errors       {figures['error_rate']:.2%}"
     )

@@ -28,7 +28,9 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float)
     p.add_argument("--system", help="system prompt for every request")
     p.add_argument("--timeout", type=float, help="seconds per provider call")
-    p.add_argument("--json-schema", type=Path, metavar="FILE", help="ask for JSON matching this schema")
+    p.add_argument(
+        "--json-schema", type=Path, metavar="FILE", help="ask for JSON matching this schema"
+    )
     p.add_argument(
         "--sim-latency",
         metavar="SPEC",

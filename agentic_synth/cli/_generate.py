@@ -40,7 +40,9 @@ def add_parser(sub: Any) -> None:
         "-p", "--prompt", metavar="TEMPLATE", help="a prompt template; {i} becomes 0..count-1"
     )
     p.add_argument("-n", "--count", type=int, default=100, help="inputs made from --prompt (100)")
-    p.add_argument("-o", "--output", default="-", metavar="FILE", help="JSONL results ('-': stdout)")
+    p.add_argument(
+        "-o", "--output", default="-", metavar="FILE", help="JSONL results ('-': stdout)"
+    )
     p.add_argument("--ordered", action="store_true", help="write results in input order")
     p.add_argument("--strict", action="store_true", help="exit 1 if any input failed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -65,19 +67,20 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if args.input is None:
             inputs: Any = _template_inputs(args.prompt or _DEFAULT_TEMPLATE, args.count)
-            name = "--prompt"
         elif args.input == "-":
-            inputs, name = read_inputs(sys.stdin, "<stdin>"), "<stdin>"
+            inputs = read_inputs(sys.stdin, "<stdin>")
         else:
             path = Path(args.input)
             if not path.is_file():
-                raise ConfigurationError(f"--input {path} does not exist; pass a JSONL or text file")
+                raise ConfigurationError(
+                    f"--input {path} does not exist; pass a JSONL or text file"
+                )
             handle = stack.enter_context(path.open(encoding="utf-8"))
-            inputs, name = read_inputs(handle, str(path)), str(path)
+            inputs = read_inputs(handle, str(path))
         out: IO[str] = (
             sys.stdout
             if args.output == "-"
-            else stack.enter_context(open(args.output, "w", encoding="utf-8"))  # noqa: SIM115
+            else stack.enter_context(open(args.output, "w", encoding="utf-8"))
         )
         summary = _Summary(quiet=args.quiet)
         try:

@@ -19,10 +19,10 @@ def read_inputs(stream: IO[str], name: str) -> Iterator[Any]:
         text = line.rstrip("\n")
         if not text.strip():
             continue
-        if text.lstrip()[:1] in "{[\"":
+        if text.lstrip()[:1] in '{["':
             try:
                 item = json.loads(text)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise ConfigurationError(
                     f"{name}:{lineno}: not valid JSON ({exc.msg}); write one JSON object per line "
                     "or plain text prompts"

@@ -55,7 +55,7 @@ class LogHistogram:
                 if idx == 0:
                     return min(self.max, _MIN_VALUE)
                 # geometric middle of the bucket, clamped to what was really seen
-                mid = _MIN_VALUE * _GROWTH ** (idx - 0.5)
+                mid: float = _MIN_VALUE * _GROWTH ** (idx - 0.5)
                 return min(max(mid, self.min), self.max)
         return self.max
 

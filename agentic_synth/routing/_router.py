@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -38,6 +38,9 @@ from ._backoff import RetryPolicy
 from ._breaker import BreakerState, CircuitBreaker, Ticket
 from ._ratelimit import ModelRateLimiter, Reservation
 from ._strategy import make_strategy
+
+if TYPE_CHECKING:
+    from ._tokens import TokenCounter
 
 __all__ = ["BreakerConfig", "NoModelAvailableError", "Routed", "Router"]
 
@@ -148,7 +151,7 @@ class Router:
         deadline: float | None = 300.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        token_counter: Any = None,
+        token_counter: TokenCounter | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if not models:
@@ -170,9 +173,9 @@ class Router:
         for spec, provider in models:
             limited = spec.rpm or spec.input_tpm or spec.output_tpm
             if limited and self._tokens is None and (spec.input_tpm or spec.output_tpm):
-                from ._tokens import TokenCounter  # only models with token limits need it
+                from ._tokens import TokenCounter as _Counter  # loads an encoding: only if needed
 
-                self._tokens = TokenCounter()
+                self._tokens = _Counter()
             self._slots.append(
                 _Slot(
                     spec,
@@ -230,7 +233,8 @@ class Router:
     def _estimate_input(self, request: Request) -> int:
         if self._tokens is None:
             return 0
-        return self._tokens.count_messages(request.messages, request.system)
+        count: int = self._tokens.count_messages(request.messages, request.system)
+        return count
 
     async def _admit(self, slot: _Slot, request: Request, progress: _Progress) -> _Admission:
         ticket = slot.breaker.try_acquire()
@@ -357,9 +361,7 @@ class Router:
     async def _wait_for_reopen(self, progress: _Progress) -> bool:
         """Sleep until the earliest breaker admits probes; False if past the deadline."""
         reopen = [
-            t
-            for s in self._slots
-            if not s.disabled and (t := s.breaker.reopens_at()) is not None
+            t for s in self._slots if not s.disabled and (t := s.breaker.reopens_at()) is not None
         ]
         if not reopen:
             return False
@@ -457,7 +459,7 @@ class Router:
                     routed.attempts += 1
                     delivered = settled = False
                     try:
-                        async with aclosing(slot.provider.stream(slot.spec.model, call)) as events:
+                        async with aclosing(slot.provider.stream(slot.spec.model, call)) as events:  # type: ignore[type-var]
                             async for event in events:
                                 if isinstance(event, ProviderStreamEnd):
                                     settled = True

@@ -27,12 +27,12 @@ class SlotView(Protocol):
 Strategy = Callable[[Sequence[SlotView]], list[int]]
 
 
-def make_strategy(name: str, *, explore: float = 0.05, rng: random.Random | None = None) -> Strategy:
+def make_strategy(
+    name: str, *, explore: float = 0.05, rng: random.Random | None = None
+) -> Strategy:
     """The ordering function for ``name`` (see :data:`STRATEGIES`)."""
     if name not in STRATEGIES:
-        raise ConfigurationError(
-            f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}"
-        )
+        raise ConfigurationError(f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}")
     if not 0.0 <= explore <= 1.0:
         raise ConfigurationError(f"explore must be a share in [0, 1], got {explore!r}")
     rand = rng or random.Random()
@@ -82,7 +82,7 @@ def make_strategy(name: str, *, explore: float = 0.05, rng: random.Random | None
         # unmeasured models sort first: they must be tried to be ranked
         return sorted(
             order,
-            key=lambda i: (-1.0 if (v := slots[i].latency_per_token) is None else v),
+            key=lambda i: -1.0 if (v := slots[i].latency_per_token) is None else v,
         )
 
     return least_latency

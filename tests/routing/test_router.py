@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from agentic_synth import (
@@ -40,7 +41,7 @@ class Clock:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
 
 class Scripted:
@@ -60,12 +61,14 @@ class Scripted:
 
     async def complete(self, model: str, request: Request) -> ProviderResponse:
         step = self._next(model)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         if isinstance(step, BaseException):
             raise step
         return ProviderResponse(text=f"from {model}", finish_reason="end_turn", usage=Usage(3, 5))
 
-    async def stream(self, model: str, request: Request) -> AsyncIterator[TextDelta | ProviderStreamEnd]:
+    async def stream(
+        self, model: str, request: Request
+    ) -> AsyncIterator[TextDelta | ProviderStreamEnd]:
         step = self._next(model)
         if isinstance(step, BaseException):
             raise step
@@ -203,7 +206,10 @@ async def test_breaker_cooldown_follows_longer_retry_after() -> None:
     clock = Clock()
     p = Scripted({"a": [OverloadedError("busy", status=529, retry_after=120.0)]})
     router, _ = make_router(
-        p, ["a", "b"], clock, retry=RetryPolicy(max_attempts=1),
+        p,
+        ["a", "b"],
+        clock,
+        retry=RetryPolicy(max_attempts=1),
         breaker=BreakerConfig(failure_threshold=1, cooldown=10.0),
     )
     await router.complete(REQ)
@@ -217,7 +223,10 @@ async def test_all_open_waits_for_earliest_reopen() -> None:
     clock = Clock()
     p = Scripted({"a": [ServerError("x", status=500)], "b": [ServerError("y", status=500)]})
     router, _ = make_router(
-        p, ["a", "b"], clock, retry=RetryPolicy(max_attempts=1),
+        p,
+        ["a", "b"],
+        clock,
+        retry=RetryPolicy(max_attempts=1),
         breaker=BreakerConfig(failure_threshold=1, cooldown=30.0),
     )
     with pytest.raises(ServerError):
@@ -232,8 +241,12 @@ async def test_all_open_past_deadline_gives_up() -> None:
     clock = Clock()
     p = Scripted({"a": [ServerError("x", status=500)]})
     router, _ = make_router(
-        p, ["a"], clock, retry=RetryPolicy(max_attempts=1),
-        breaker=BreakerConfig(failure_threshold=1, cooldown=600.0), deadline=60.0,
+        p,
+        ["a"],
+        clock,
+        retry=RetryPolicy(max_attempts=1),
+        breaker=BreakerConfig(failure_threshold=1, cooldown=600.0),
+        deadline=60.0,
     )
     with pytest.raises(ServerError):
         await router.complete(REQ)
@@ -256,7 +269,10 @@ async def test_half_open_admits_exactly_the_probes_under_concurrency() -> None:
 
     p = Slow({"a": [ServerError("x", status=500)]})
     router, _ = make_router(
-        p, ["a", "b"], clock, retry=RetryPolicy(max_attempts=1),
+        p,
+        ["a", "b"],
+        clock,
+        retry=RetryPolicy(max_attempts=1),
         breaker=BreakerConfig(failure_threshold=1, cooldown=5.0, half_open_probes=2),
     )
     await router.complete(REQ)
@@ -271,7 +287,7 @@ async def test_half_open_admits_exactly_the_probes_under_concurrency() -> None:
         for _ in range(300):
             tg.start_soon(one)
         for _ in range(20):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         assert p.calls.count("a") == 2  # exactly the probes
         gate.set()
     assert results.count("sim:a") == 2 and results.count("sim:b") == 298
