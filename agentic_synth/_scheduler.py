@@ -118,6 +118,10 @@ def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             leaves.append(exc)
     cancelled = anyio.get_cancelled_exc_class()
     real = [e for e in leaves if not isinstance(e, cancelled)]
-    if len(real) == 1:
+    if not real:
+        return group
+    # several workers can hit the same fatal error in one tick: one of them stands
+    # for all (a group of identical configuration errors helps nobody)
+    if all(type(e) is type(real[0]) for e in real):
         return real[0]
     return group

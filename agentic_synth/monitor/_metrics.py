@@ -32,6 +32,7 @@ class MetricsSnapshot:
     attempts: int
     retries: int
     fallbacks: int
+    breaker_rejections: int
     input_tokens: int
     output_tokens: int
     cost_usd: float
@@ -79,6 +80,8 @@ class Metrics:
         self.attempts = 0
         self.retries = 0
         self.fallbacks = 0
+        #: Times a model was skipped because its breaker was open.
+        self.breaker_rejections = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.cost_usd = 0.0
@@ -176,6 +179,7 @@ class Metrics:
             attempts=self.attempts,
             retries=self.retries,
             fallbacks=self.fallbacks,
+            breaker_rejections=self.breaker_rejections,
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             cost_usd=self.cost_usd,

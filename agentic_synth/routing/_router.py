@@ -399,6 +399,7 @@ class Router:
                         adm = await self._admit(slot, request, progress)
                     except _Refused:
                         refused = True
+                        self._metrics.breaker_rejections += 1
                         break
                     attempt += 1
                     routed.attempts += 1
@@ -454,6 +455,7 @@ class Router:
                         adm = await self._admit(slot, request, progress)
                     except _Refused:
                         refused = True
+                        self._metrics.breaker_rejections += 1
                         break
                     attempt += 1
                     routed.attempts += 1
