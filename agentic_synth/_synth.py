@@ -25,10 +25,10 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import ConfigurationError, SynthError
+from ._log import get_logger
 from ._request import GenerationParams, Prompt, build_request
 from ._scheduler import InputFeed, run_workers, single_error
 from ._spec import ModelSpec, default_models, parse_model
@@ -48,7 +48,7 @@ from .routing._strategy import make_strategy
 
 __all__ = ["BatchStream", "CompletionStream", "Synth"]
 
-log = structlog.get_logger("agentic_synth")
+log = get_logger("agentic_synth")
 
 
 class Synth:

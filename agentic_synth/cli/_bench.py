@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from .._synth import Synth
-from ._common import add_generation_arguments, generation_params, model_specs
+from ._common import add_generation_arguments, generation_params, model_specs, run_async
 
 __all__ = ["add_parser", "run_bench"]
 
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print("synth: error: --requests must be >= 1", file=sys.stderr)
         return 2
     synth = Synth(model_specs(args), max_concurrency=args.concurrency)
-    figures = anyio.run(run_bench, synth, args.requests, generation_params(args))
+    figures = run_async(run_bench, synth, args.requests, generation_params(args))
     print(
         f"{figures['requests']} requests at concurrency {figures['concurrency']} "
         f"on {', '.join(figures['models'])}\n"

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
 
 from .._exceptions import ConfigurationError
 from .._spec import ModelSpec, default_models, parse_model
 
-__all__ = ["add_generation_arguments", "generation_params", "model_specs"]
+__all__ = ["add_generation_arguments", "generation_params", "model_specs", "run_async"]
+
+T = TypeVar("T")
+
+
+def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run on uvloop where it is installed: it cuts the client's CPU per request."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return anyio.run(fn, *args)
+    return anyio.run(fn, *args, backend_options={"use_uvloop": True})
 
 
 def add_generation_arguments(p: argparse.ArgumentParser) -> None:

@@ -15,12 +15,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
-import anyio
-
 from .._exceptions import ConfigurationError
 from .._synth import Synth
 from .._types import Completion
-from ._common import add_generation_arguments, generation_params, model_specs
+from ._common import add_generation_arguments, generation_params, model_specs, run_async
 from ._records import read_inputs, result_record
 
 __all__ = ["add_parser"]
@@ -84,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         )
         summary = _Summary(quiet=args.quiet)
         try:
-            anyio.run(_generate, synth, inputs, params, out, args.ordered, summary)
+            run_async(_generate, synth, inputs, params, out, args.ordered, summary)
         finally:
             out.flush()
             summary.finish(synth)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 
 from .._exceptions import (
     APITimeoutError,
@@ -30,6 +29,7 @@ from .._exceptions import (
     ProviderError,
     RateLimitedError,
 )
+from .._log import get_logger
 from .._spec import ModelSpec
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
 from ..monitor import Metrics
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BreakerConfig", "NoModelAvailableError", "Routed", "Router"]
 
-log = structlog.get_logger("agentic_synth.routing")
+log = get_logger("agentic_synth.routing")
 
 _EWMA_ALPHA = 0.2
 

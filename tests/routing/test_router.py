@@ -369,3 +369,23 @@ async def test_client_side_rpm_limit_spaces_requests_and_429_cuts_the_rate() -> 
     for _ in range(40):  # more than the halved bucket holds: the last ones wait on the clock
         await router.complete(REQ)
     assert clock.now - start >= 10 / 0.5 * 0.9  # ~10+ requests past the burst, at <= 0.5+/s
+
+
+async def test_breaker_transitions_are_logged_through_stdlib_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    p = Scripted({"a": [ServerError("x", status=500)]})
+    router, _ = make_router(
+        p,
+        ["a", "b"],
+        clock,
+        retry=RetryPolicy(max_attempts=1),
+        breaker=BreakerConfig(failure_threshold=1),
+    )
+    with caplog.at_level("WARNING", logger="agentic_synth.routing"):
+        await router.complete(REQ)
+    assert any(
+        "breaker_transition" in r.getMessage() and "new='open'" in r.getMessage()
+        for r in caplog.records
+    )
