@@ -12,17 +12,19 @@ request waits for the earliest reopening instead of failing, within its deadline
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from .._exceptions import (
+    APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     ConfigurationError,
@@ -43,6 +45,10 @@ if TYPE_CHECKING:
     from ._tokens import TokenCounter
 
 __all__ = ["BreakerConfig", "NoModelAvailableError", "Routed", "Router"]
+
+T = TypeVar("T")
+_Event = TextDelta | ProviderStreamEnd
+_Events = AsyncIterator[_Event]
 
 log = get_logger("agentic_synth.routing")
 
@@ -381,10 +387,15 @@ class Router:
 
     # -- the two request paths -----------------------------------------------------
 
-    async def complete(self, request: Request) -> Routed:
-        """Send ``request`` and return the answer with how it was obtained."""
+    async def _drive(
+        self,
+        request: Request,
+        routed: Routed,
+        attempt: Callable[[_Slot, Request], Awaitable[T]],
+    ) -> tuple[_Admission, T]:
+        """Walk the models in strategy order, retrying and falling back, until
+        ``attempt`` returns; the caller settles the returned admission."""
         progress = _Progress(self._clock(), self._deadline)
-        routed = Routed(model="", attempts=0, fallbacks=())
         fallbacks: list[str] = []
         while True:
             refused = False
@@ -392,7 +403,7 @@ class Router:
                 slot = self._slots[index]
                 if slot.disabled:
                     continue
-                attempt = 0
+                tries = 0
                 while True:
                     try:
                         call = self._with_deadline(slot, request, progress)
@@ -401,13 +412,13 @@ class Router:
                         refused = True
                         self._metrics.breaker_rejections += 1
                         break
-                    attempt += 1
+                    tries += 1
                     routed.attempts += 1
                     try:
-                        response = await slot.provider.complete(slot.spec.model, call)
+                        value = await attempt(slot, call)
                     except ProviderError as exc:
                         try:
-                            delay = self._failed(adm, exc, attempt, progress)
+                            delay = self._failed(adm, exc, tries, progress)
                         except BaseException:
                             exc.attempts = routed.attempts
                             routed.fallbacks = tuple(fallbacks)
@@ -420,91 +431,80 @@ class Router:
                     except BaseException:
                         self._abandoned(adm)
                         raise
-                    self._succeeded(adm, response.usage, response.headers)
                     if fallbacks:
                         self._metrics.fallbacks += 1
                     routed.model = slot.name
                     routed.fallbacks = tuple(fallbacks)
-                    routed.response = response
-                    return routed
-                if attempt:
+                    return adm, value
+                if tries:
                     fallbacks.append(slot.name)
             if not (refused and await self._wait_for_reopen(progress)):
+                routed.fallbacks = tuple(fallbacks)
                 raise self._give_up(routed, progress)
+
+    async def complete(self, request: Request) -> Routed:
+        """Send ``request`` and return the answer with how it was obtained."""
+        routed = Routed(model="", attempts=0, fallbacks=())
+
+        async def attempt(slot: _Slot, call: Request) -> ProviderResponse:
+            return await slot.provider.complete(slot.spec.model, call)
+
+        adm, response = await self._drive(request, routed, attempt)
+        self._succeeded(adm, response.usage, response.headers)
+        routed.response = response
+        return routed
 
     async def stream(
         self, request: Request, routed: Routed
     ) -> AsyncIterator[TextDelta | ProviderStreamEnd]:
         """Stream from the first model that starts answering; fill in ``routed``.
 
-        A failure before the first event is retried or falls back; after text
-        has been delivered it is raised (never silently restarted: no duplicate text).
+        An attempt is "open the stream and receive its first event": a failure
+        until then is retried or falls back. After text has been delivered a
+        failure is raised, never silently restarted (no duplicate text).
         """
-        progress = _Progress(self._clock(), self._deadline)
-        fallbacks: list[str] = []
-        while True:
-            refused = False
-            for index in self._strategy(self._slots):
-                slot = self._slots[index]
-                if slot.disabled:
-                    continue
-                attempt = 0
+
+        async def attempt(slot: _Slot, call: Request) -> tuple[_Events, _Event]:
+            events = slot.provider.stream(slot.spec.model, call)
+            try:
+                first = await anext(events)
+            except StopAsyncIteration:
+                raise APIConnectionError(
+                    "the stream ended before its first event", model=slot.name
+                ) from None
+            except BaseException:
+                await events.aclose()  # type: ignore[attr-defined]
+                raise
+            return events, first
+
+        adm, (events, event) = await self._drive(request, routed, attempt)
+        settled = False
+        try:
+            async with aclosing(events):  # type: ignore[type-var]
                 while True:
-                    try:
-                        call = self._with_deadline(slot, request, progress)
-                        adm = await self._admit(slot, request, progress)
-                    except _Refused:
-                        refused = True
-                        self._metrics.breaker_rejections += 1
-                        break
-                    attempt += 1
-                    routed.attempts += 1
-                    delivered = settled = False
-                    try:
-                        async with aclosing(slot.provider.stream(slot.spec.model, call)) as events:  # type: ignore[type-var]
-                            async for event in events:
-                                if isinstance(event, ProviderStreamEnd):
-                                    settled = True
-                                    self._succeeded(adm, event.usage, event.headers)
-                                    if fallbacks:
-                                        self._metrics.fallbacks += 1
-                                    routed.model = slot.name
-                                    routed.fallbacks = tuple(fallbacks)
-                                    yield event
-                                    return
-                                delivered = True
-                                yield event
-                        raise APITimeoutError(
-                            "the stream ended without its final event", model=slot.name
-                        )
-                    except ProviderError as exc:
-                        if settled:
-                            raise
+                    if isinstance(event, ProviderStreamEnd):
                         settled = True
-                        try:
-                            delay = self._failed(adm, exc, attempt, progress)
-                        except BaseException:
-                            exc.attempts = routed.attempts
-                            routed.fallbacks = tuple(fallbacks)
-                            raise
-                        if delivered:
-                            exc.attempts = routed.attempts
-                            routed.fallbacks = tuple(fallbacks)
-                            raise
-                        if delay is None:
-                            break
-                        self._metrics.retries += 1
-                        await self._sleep(delay)
-                        continue
-                    except BaseException:
-                        if not settled:
-                            self._abandoned(adm)
-                        raise
-                if attempt:
-                    fallbacks.append(slot.name)
-            if not (refused and await self._wait_for_reopen(progress)):
-                routed.fallbacks = tuple(fallbacks)
-                raise self._give_up(routed, progress)
+                        self._succeeded(adm, event.usage, event.headers)
+                        yield event
+                        return
+                    yield event
+                    try:
+                        event = await anext(events)
+                    except StopAsyncIteration:
+                        raise APIConnectionError(
+                            "the stream ended without its final event", model=adm.slot.name
+                        ) from None
+        except ProviderError as exc:
+            if not settled:
+                settled = True
+                with contextlib.suppress(ProviderError):
+                    # book the failure (breaker, limits); text was delivered: no retry
+                    self._failed(adm, exc, 1, _Progress(self._clock(), None))
+            exc.attempts = routed.attempts
+            raise
+        finally:
+            if not settled:
+                self._abandoned(adm)
 
     async def aclose(self) -> None:
         seen: set[int] = set()
