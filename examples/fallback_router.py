@@ -27,7 +27,8 @@ async def main() -> None:
         served[r.model if r.ok else "error"] = served.get(r.model if r.ok else "error", 0) + 1
     print("served by:", served)
     print("breaker of the flaky model:", m.models["sim:flaky"]["breaker"]["state"])
-    print(f"retries {m.retries}, fallbacks {m.fallbacks}, skipped while open {m.breaker_rejections}")
+    print(f"retries {m.retries}, fallbacks {m.fallbacks}")
+    print(f"requests that skipped the open breaker: {m.breaker_rejections}")
 
 
 anyio.run(main)

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
 class _Summary:
     def __init__(self, *, quiet: bool) -> None:
         self.quiet = quiet
+        self.live = not quiet and sys.stderr.isatty()  # a progress line only on a terminal
         self.done = 0
         self.failed = 0
         self.started = time.monotonic()
@@ -100,7 +101,7 @@ class _Summary:
     def add(self, ok: bool) -> None:
         self.done += 1
         self.failed += not ok
-        if not self.quiet:
+        if self.live:
             now = time.monotonic()
             if now - self._last >= 1.0:
                 self._last = now
@@ -116,11 +117,12 @@ class _Summary:
         if self.quiet:
             return
         m = synth.metrics()
-        p50 = f"{m.latency_p50 * 1000:.0f} ms" if m.latency_p50 is not None else "-"
-        p99 = f"{m.latency_p99 * 1000:.0f} ms" if m.latency_p99 is not None else "-"
+        p50 = f"{m.latency_p50 * 1000:.1f} ms" if m.latency_p50 is not None else "-"
+        p99 = f"{m.latency_p99 * 1000:.1f} ms" if m.latency_p99 is not None else "-"
         elapsed = time.monotonic() - self.started
+        start = "\r" if self.live else ""
         print(
-            f"\r{self.done} done, {self.failed} failed in {elapsed:.1f}s "
+            f"{start}{self.done} done, {self.failed} failed in {elapsed:.1f}s "
             f"({self.done / max(elapsed, 1e-9):,.0f}/s); latency p50 {p50}, p99 {p99}; "
             f"tokens in {m.input_tokens:,}, out {m.output_tokens:,}",
             file=sys.stderr,
