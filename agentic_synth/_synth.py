@@ -14,6 +14,7 @@ import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Mapping,
@@ -27,7 +28,8 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._exceptions import ConfigurationError, SynthError
+from ._dedup import DedupAction, NearDuplicateIndex, OutputDedup, PromptDedup, make_index
+from ._exceptions import ConfigurationError, InvalidRequestError, SynthError
 from ._log import get_logger
 from ._request import GenerationParams, Prompt, build_request
 from ._scheduler import InputFeed, run_workers, single_error
@@ -36,6 +38,7 @@ from ._types import (
     Completion,
     GenerationError,
     ProviderStreamEnd,
+    Request,
     Result,
     StreamCompleted,
     StreamEvent,
@@ -49,6 +52,37 @@ from .routing._strategy import make_strategy
 __all__ = ["BatchStream", "CompletionStream", "Synth"]
 
 log = get_logger("agentic_synth")
+
+
+_DEFAULT: Any = object()
+
+
+class _DedupConfig:
+    """Near-duplicate settings of a Synth, overridable per batch; checked at once."""
+
+    __slots__ = ("action", "outputs", "prompts")
+
+    def __init__(self, prompts: Any, outputs: Any, action: Any) -> None:
+        if action not in ("flag", "drop"):
+            raise InvalidRequestError(f"dedup_action must be 'flag' or 'drop', got {action!r}")
+        for name, value in (("dedup_prompts", prompts), ("dedup_outputs", outputs)):
+            if value is not None and isinstance(value, int | float):
+                if isinstance(value, bool) or not 0.0 < value <= 1.0:
+                    raise InvalidRequestError(
+                        f"{name} must be a Jaccard threshold in (0, 1] such as 0.8, got {value!r}"
+                    )
+        self.prompts = prompts
+        self.outputs = outputs
+        self.action: DedupAction = action
+
+    def override(self, prompts: Any, outputs: Any, action: Any) -> _DedupConfig:
+        if prompts is _DEFAULT and outputs is _DEFAULT and action is _DEFAULT:
+            return self
+        return _DedupConfig(
+            self.prompts if prompts is _DEFAULT else prompts,
+            self.outputs if outputs is _DEFAULT else outputs,
+            self.action if action is _DEFAULT else action,
+        )
 
 
 class Synth:
@@ -69,6 +103,9 @@ class Synth:
         retry: RetryPolicy | None = None,
         breaker: BreakerConfig | None = None,
         deadline: float | None = 300.0,
+        dedup_prompts: float | NearDuplicateIndex | None = None,
+        dedup_outputs: float | NearDuplicateIndex | None = None,
+        dedup_action: DedupAction = "flag",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -101,6 +138,7 @@ class Synth:
             raise ConfigurationError(
                 f"deadline must be a positive number of seconds or None, got {deadline!r}"
             )
+        self._dedup = _DedupConfig(dedup_prompts, dedup_outputs, dedup_action)
         self._specs = specs
         self._routing: dict[str, Any] = {
             "strategy": strategy,
@@ -192,7 +230,9 @@ class Synth:
         return GenerationParams.from_kwargs(self._params, **params) if params else self._params
 
     async def _complete(self, router: Router, item: Prompt, params: GenerationParams) -> Completion:
-        request = build_request(item, params)
+        return await self._send(router, build_request(item, params))
+
+    async def _send(self, router: Router, request: Request) -> Completion:
         metrics = self._metrics
         started = self._clock()
         metrics.request_started()
@@ -216,25 +256,51 @@ class Synth:
     # -- batches ------------------------------------------------------------------
 
     def _make_processor(
-        self, router: Router, params: GenerationParams
-    ) -> Callable[[int, Prompt], Any]:
+        self, router: Router, params: GenerationParams, dedup: _DedupConfig
+    ) -> Callable[[int, Prompt], Awaitable[Result]]:
+        prompt_dedup = (
+            None
+            if dedup.prompts is None
+            else PromptDedup(make_index(dedup.prompts, "dedup_prompts"), self._metrics)
+        )
+        output_dedup = (
+            None
+            if dedup.outputs is None
+            else OutputDedup(
+                make_index(dedup.outputs, "dedup_outputs"), self._metrics, dedup.action
+            )
+        )
+
         async def process(index: int, item: Prompt) -> Result:
             try:
-                completion = await self._complete(router, item, params)
+                request = build_request(item, params)
+            except InvalidRequestError as exc:
+                return GenerationError(exc, index=index)
+            if prompt_dedup is not None:
+                original = prompt_dedup.claim(index, request.prompt_text())
+                if original is not None:
+                    return await prompt_dedup.result_of(original, index)
+            result: Result
+            try:
+                result = await self._send(router, request)
+                result.index = index
             except ConfigurationError:
                 raise  # the whole job cannot work (e.g. every key rejected): stop the batch
             except Exception as exc:
                 if not isinstance(exc, SynthError):
                     # a bug below us must not sink a million-item batch: record it, loudly
                     log.error("unexpected_error", index=index, error=repr(exc), exc_info=exc)
-                return GenerationError(
+                result = GenerationError(
                     exc,
                     index=index,
                     model=getattr(exc, "model", None),
                     attempts=getattr(exc, "attempts", 0),
                 )
-            completion.index = index
-            return completion
+            if output_dedup is not None and isinstance(result, Completion):
+                result = output_dedup.check(index, result)
+            if prompt_dedup is not None:
+                prompt_dedup.publish(index, result)
+            return result
 
         return process
 
@@ -248,18 +314,24 @@ class Synth:
         inputs: Iterable[Prompt] | AsyncIterable[Prompt],
         *,
         raise_on_error: bool = False,
+        dedup_prompts: Any = _DEFAULT,
+        dedup_outputs: Any = _DEFAULT,
+        dedup_action: Any = _DEFAULT,
         **params: Any,
     ) -> list[Result]:
         """One result per input, in input order: a Completion or a GenerationError.
 
         One input failing never fails the batch, unless ``raise_on_error=True``
         (then the first error is raised and the rest of the batch is cancelled).
+        ``dedup_prompts`` / ``dedup_outputs`` / ``dedup_action`` override the
+        Synth's near-duplicate settings for this batch.
         """
         router = self._require_open()
         call_params = self._params_for(params)
+        dedup = self._dedup.override(dedup_prompts, dedup_outputs, dedup_action)
         feed: InputFeed[Prompt] = InputFeed(inputs)
         results: list[Result | None] = []
-        process = self._make_processor(router, call_params)
+        process = self._make_processor(router, call_params, dedup)
 
         def store(index: int, result: Result) -> None:
             if raise_on_error and isinstance(result, GenerationError):
@@ -275,7 +347,13 @@ class Synth:
         return results  # type: ignore[return-value]
 
     def iter_batch(
-        self, inputs: Iterable[Prompt] | AsyncIterable[Prompt], **params: Any
+        self,
+        inputs: Iterable[Prompt] | AsyncIterable[Prompt],
+        *,
+        dedup_prompts: Any = _DEFAULT,
+        dedup_outputs: Any = _DEFAULT,
+        dedup_action: Any = _DEFAULT,
+        **params: Any,
     ) -> BatchStream:
         """Async iterator of ``(index, result)`` in completion order.
 
@@ -288,11 +366,12 @@ class Synth:
         router = self._require_open()
         assert self._tg is not None
         call_params = self._params_for(params)
+        dedup = self._dedup.override(dedup_prompts, dedup_outputs, dedup_action)
         feed: InputFeed[Prompt] = InputFeed(inputs)
         return BatchStream(
             self._tg,
             feed,
-            self._make_processor(router, call_params),
+            self._make_processor(router, call_params, dedup),
             self._workers_for(inputs),
         )
 
