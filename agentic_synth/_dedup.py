@@ -24,6 +24,7 @@ from .monitor import Metrics
 __all__ = [
     "DedupAction",
     "DuplicateOutputError",
+    "DuplicatePromptError",
     "NearDuplicateIndex",
     "OutputDedup",
     "PromptDedup",
@@ -32,13 +33,26 @@ __all__ = [
 
 DedupAction = Literal["flag", "drop"]
 
+# Duplicates of texts that no input of this batch owns (a shared index) are encoded
+# as _EARLIER_BATCH - position: always negative, never a batch index.
+_EARLIER_BATCH = -1
+
 
 class NearDuplicateIndex(Protocol):
     """The streaming dedup primitive (``agentic_synth.similarity`` provides it)."""
 
     def insert_if_new(self, text: str) -> int | None: ...
 
+    @property
     def next_position(self) -> int: ...
+
+
+class DuplicatePromptError(SynthError):
+    """The input repeats one seen in an earlier batch of a shared index: not sent."""
+
+    def __init__(self, message: str, *, position: int) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 class DuplicateOutputError(SynthError):
@@ -59,9 +73,9 @@ def make_index(setting: float | NearDuplicateIndex, what: str) -> NearDuplicateI
         )
     if not 0.0 < setting <= 1.0:
         raise InvalidRequestError(f"{what} must be a Jaccard threshold in (0, 1], got {setting!r}")
-    from .similarity import Deduplicator
+    from ._core import SimilarityIndex
 
-    index: NearDuplicateIndex = Deduplicator(threshold=float(setting)).index
+    index: NearDuplicateIndex = SimilarityIndex("minhash", float(setting))
     return index
 
 
@@ -78,14 +92,14 @@ class PromptDedup:
     def claim(self, index: int, text: str) -> int | None:
         """None: send this input (call :meth:`publish` when done). Otherwise the
         batch index of the earlier input whose result this one reuses."""
-        position = self._index.next_position()
+        position = self._index.next_position
         earlier = self._index.insert_if_new(text)
         if earlier is None:
             self._owner[position] = index
             self._done[index] = anyio.Event()
             return None
         self._metrics.dedup_prompts_skipped += 1
-        return self._owner.get(earlier, earlier)
+        return self._owner.get(earlier, _EARLIER_BATCH - earlier)
 
     def publish(self, index: int, result: Result) -> None:
         self._results[index] = result
@@ -93,6 +107,16 @@ class PromptDedup:
 
     async def result_of(self, original: int, index: int) -> Result:
         """This input's result: the original's, marked as a reuse."""
+        if original <= _EARLIER_BATCH:
+            position = _EARLIER_BATCH - original
+            return GenerationError(
+                DuplicatePromptError(
+                    f"near-duplicate of the text at position {position} of the shared index, "
+                    "from an earlier batch; not sent (pass dedup_prompts=None to send it)",
+                    position=position,
+                ),
+                index=index,
+            )
         await self._done[original].wait()
         result = self._results[original]
         if isinstance(result, GenerationError):
@@ -122,7 +146,7 @@ class OutputDedup:
         self._owner: dict[int, int] = {}
 
     def check(self, index: int, completion: Completion) -> Result:
-        position = self._index.next_position()
+        position = self._index.next_position
         earlier = self._index.insert_if_new(completion.text)
         if earlier is None:
             self._owner[position] = index

@@ -44,6 +44,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ordered", action="store_true", help="write results in input order")
     p.add_argument("--strict", action="store_true", help="exit 1 if any input failed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument(
+        "--dedup-prompts",
+        type=float,
+        metavar="JACCARD",
+        help="do not send inputs this close to an earlier one (e.g. 0.8); they reuse its result",
+    )
+    p.add_argument(
+        "--dedup-outputs",
+        type=float,
+        metavar="JACCARD",
+        help="mark outputs this close to an earlier output (near_duplicate_of)",
+    )
+    p.add_argument(
+        "--drop-duplicates",
+        action="store_true",
+        help="with --dedup-outputs: drop such outputs (an error record says why)",
+    )
     add_generation_arguments(p)
     p.set_defaults(run=run)
 
@@ -61,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--count must be >= 0, got {args.count}")
     specs = model_specs(args)
     params = generation_params(args)
-    synth = Synth(specs, max_concurrency=args.concurrency)
+    synth = Synth(
+        specs,
+        max_concurrency=args.concurrency,
+        dedup_prompts=args.dedup_prompts,
+        dedup_outputs=args.dedup_outputs,
+        dedup_action="drop" if args.drop_duplicates else "flag",
+    )
     with ExitStack() as stack:
         if args.input is None:
             inputs: Any = _template_inputs(args.prompt or _DEFAULT_TEMPLATE, args.count)

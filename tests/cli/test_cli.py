@@ -121,3 +121,27 @@ def test_installed_script_runs_the_readme_job(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(read_jsonl(out)) == 20
     assert "20 done, 0 failed" in proc.stderr
+
+
+def test_generate_dedups_prompts(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("Write a poem about the sea and the sky at night\n" * 3 + "Name three rivers\n")
+    out = tmp_path / "out.jsonl"
+    assert (
+        main(
+            [
+                "generate",
+                "-i",
+                str(src),
+                "-o",
+                str(out),
+                "-q",
+                "--ordered",
+                "--dedup-prompts",
+                "0.8",
+            ]
+        )
+        == 0
+    )
+    records = read_jsonl(out)
+    assert [r.get("duplicate_of") for r in records] == [None, 0, 0, None]

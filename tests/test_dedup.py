@@ -1,0 +1,102 @@
+"""Near-duplicate control wired into batches: prompts skipped, outputs flagged or dropped."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentic_synth import (
+    Completion,
+    GenerationError,
+    InvalidRequestError,
+    ModelSpec,
+    RetryPolicy,
+    Synth,
+)
+from agentic_synth._core import SimilarityIndex
+from agentic_synth._dedup import DuplicateOutputError, DuplicatePromptError
+
+BASE = (
+    "Write a detailed product review for a stainless steel water bottle that keeps drinks "
+    "cold for twenty four hours and mention the lid the weight and the price"
+)
+
+
+def sim(**options: object) -> ModelSpec:
+    return ModelSpec("sim", "s", options=options)
+
+
+async def test_near_duplicate_prompts_are_not_sent_and_reuse_the_result() -> None:
+    inputs = [
+        BASE,
+        "Explain how a heat pump works to a ten year old child in three short paragraphs",
+        "  " + BASE.upper().replace(" ", "   "),  # case and spacing only: normalised away
+        BASE + " please",  # one more word: still above 0.8 Jaccard on word 3-grams
+        "List five creative names for a bakery that specialises in sourdough bread",
+    ]
+    async with Synth([sim()]) as synth:
+        results = await synth.generate_batch(inputs, dedup_prompts=0.8, max_tokens=16)
+        m = synth.metrics()
+    assert [r.index for r in results] == [0, 1, 2, 3, 4]
+    assert all(isinstance(r, Completion) for r in results)
+    r0, r2, r3 = results[0], results[2], results[3]
+    assert isinstance(r2, Completion) and isinstance(r3, Completion) and isinstance(r0, Completion)
+    assert r2.duplicate_of == 0 and r3.duplicate_of == 0
+    assert r2.text == r0.text and r2.usage.total_tokens == 0 and r2.attempts == 0
+    assert results[1].duplicate_of is None and results[4].duplicate_of is None  # type: ignore[union-attr]
+    assert m.dedup_prompts_skipped == 2
+    assert m.requests == 3  # only the distinct prompts were sent
+
+
+async def test_duplicates_of_a_failed_input_get_its_error() -> None:
+    async with Synth([sim(fault_500=1.0)], retry=RetryPolicy(max_attempts=1)) as synth:
+        results = await synth.generate_batch([BASE, BASE], dedup_prompts=0.9, max_tokens=8)
+    assert all(isinstance(r, GenerationError) for r in results)
+    assert [r.index for r in results] == [0, 1]
+    assert synth.metrics().requests == 1
+
+
+async def test_output_dedup_flags_or_drops() -> None:
+    # Two simulated deployments with one seed answer the same prompt with the same
+    # text (each sees it for the first time); round robin sends the repeat to the other.
+    models = [ModelSpec("sim", n, options={"seed": 1, "output_tokens": 40}) for n in "ab"]
+    inputs = [BASE, BASE]
+    async with Synth(models, strategy="round_robin", max_concurrency=1) as synth:
+        flagged = await synth.generate_batch(inputs, dedup_outputs=0.9, max_tokens=40)
+    async with Synth(models, strategy="round_robin", max_concurrency=1) as synth:
+        dropped = await synth.generate_batch(
+            inputs, dedup_outputs=0.9, dedup_action="drop", max_tokens=40
+        )
+        m = synth.metrics()
+    first, second = flagged
+    assert isinstance(first, Completion) and isinstance(second, Completion)
+    assert first.text == second.text and first.model != second.model
+    assert (first.near_duplicate_of, second.near_duplicate_of) == (None, 0)
+    assert dropped[0].ok and isinstance(dropped[1], GenerationError)
+    assert isinstance(dropped[1].error, DuplicateOutputError) and dropped[1].error.duplicate_of == 0
+    assert "near-duplicate" in dropped[1].message and dropped[1].index == 1
+    assert (m.dedup_outputs_flagged, m.dedup_outputs_dropped) == (0, 1)
+
+
+async def test_an_index_can_be_shared_across_batches() -> None:
+    shared = SimilarityIndex("minhash", 0.8)
+    async with Synth([sim()]) as synth:
+        first = await synth.generate_batch([BASE], dedup_prompts=shared, max_tokens=8)
+        second = await synth.generate_batch([BASE], dedup_prompts=shared, max_tokens=8)
+    assert first[0].ok
+    # seen in the first batch: not sent again, and said so in its own record
+    assert isinstance(second[0], GenerationError)
+    assert isinstance(second[0].error, DuplicatePromptError) and second[0].error.position == 0
+    assert "earlier batch" in second[0].message
+    assert synth.metrics().requests == 1
+
+
+async def test_synth_level_defaults_and_bad_settings() -> None:
+    async with Synth([sim()], dedup_prompts=0.8) as synth:
+        results = await synth.generate_batch([BASE, BASE], max_tokens=8)
+        assert results[1].duplicate_of == 0  # type: ignore[union-attr]
+        off = await synth.generate_batch([BASE, BASE], dedup_prompts=None, max_tokens=8)
+        assert off[1].duplicate_of is None  # type: ignore[union-attr]
+    with pytest.raises(InvalidRequestError, match="threshold"):
+        Synth([sim()], dedup_prompts=1.5)
+    with pytest.raises(InvalidRequestError, match="dedup_action"):
+        Synth([sim()], dedup_action="delete")  # type: ignore[arg-type]
