@@ -1,10 +1,11 @@
 //! Exact-duplicate store: xxh3-128 of the normalised text, so texts that differ
 //! only in case, Unicode form or spacing count as the same.
 
-use crate::index::{reserve_quarter, Config, Method, Sketcher, Store};
+use crate::config::{Config, Method};
 use crate::normalize::normalize_into;
 use crate::serial::{ReadResult, Reader, Writer};
 use crate::shingle::Scratch;
+use crate::store::{reserve_quarter, Sketcher, Store};
 use crate::table::KeyTable;
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -43,16 +44,28 @@ impl Store for ExactStore {
         )
     }
 
-    fn find(&self, fp: &u128, live: impl Fn(u32) -> bool, mut found: impl FnMut(u32, f64)) {
-        self.table.get(key(*fp), |slot| {
-            if live(slot) && self.fps.get(slot as usize) == Some(fp) {
-                found(slot, 1.0);
-            }
-        });
+    fn tables(&self) -> &[KeyTable] {
+        std::slice::from_ref(&self.table)
     }
 
-    fn insert(&mut self, slot: u32, fp: u128) {
-        self.table.insert(key(fp), slot);
+    fn tables_mut(&mut self) -> &mut [KeyTable] {
+        std::slice::from_mut(&mut self.table)
+    }
+
+    #[inline]
+    fn key(&self, &fp: &u128, _table: usize) -> u32 {
+        key(fp)
+    }
+
+    fn verify_stored(&self, fp: &u128, slot: u32, _collisions: usize) -> Option<f64> {
+        (self.fps.get(slot as usize) == Some(fp)).then_some(1.0)
+    }
+
+    fn verify_pair(&self, a: &u128, b: &u128, _collisions: usize) -> Option<f64> {
+        (a == b).then_some(1.0)
+    }
+
+    fn push_payload(&mut self, &fp: &u128) {
         reserve_quarter(&mut self.fps, 1);
         self.fps.push(fp);
     }
@@ -95,15 +108,16 @@ impl Store for ExactStore {
         Ok((sketcher, store))
     }
 
-    fn memory_bytes(&self) -> usize {
-        self.table.memory_bytes() + self.fps.capacity() * 16
+    fn payload_bytes(&self) -> usize {
+        self.fps.capacity() * 16
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Index, Verify};
+    use crate::config::Verify;
+    use crate::index::Index;
     use crate::shingle::Shingling;
 
     fn cfg() -> Config {

@@ -46,6 +46,54 @@ pub fn combine(seed: u64, values: impl IntoIterator<Item = u64>) -> u64 {
     fmix64(acc)
 }
 
+/// 64x64 -> 128-bit multiply folded to 64 bits (the wyhash mixing step).
+#[inline(always)]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+const W0: u64 = 0xA076_1D64_78BD_642F;
+const W1: u64 = 0xE703_7ED1_A0B4_28DB;
+
+#[inline(always)]
+fn read_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+#[inline(always)]
+fn read_u32(b: &[u8]) -> u64 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u64::from(u32::from_le_bytes(a))
+}
+
+/// Fast 64-bit hash of a word. Words are short, so up to 16 bytes are read as
+/// two (possibly overlapping) little-endian words that together cover every byte
+/// and mixed with two wide multiplies (wyhash's short-input scheme); longer
+/// words fall back to xxh3.
+#[inline]
+pub fn hash_word(w: &[u8]) -> u64 {
+    let len = w.len();
+    let (a, b) = if len > 16 {
+        return xxhash_rust::xxh3::xxh3_64(w);
+    } else if len >= 8 {
+        (read_u64(w), read_u64(&w[len - 8..]))
+    } else if len >= 4 {
+        (read_u32(w), read_u32(&w[len - 4..]))
+    } else if len > 0 {
+        (
+            (u64::from(w[0]) << 16) | (u64::from(w[len / 2]) << 8) | u64::from(w[len - 1]),
+            0,
+        )
+    } else {
+        (0, 0)
+    };
+    mum(mum(a ^ W0, b ^ W1) ^ len as u64, W1 ^ GOLDEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +119,26 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a[0], a[1]);
         assert_ne!(SplitMix64::new(8).next_u64(), a[0]);
+    }
+
+    #[test]
+    fn word_hash_separates_lengths_and_contents() {
+        let mut seen = std::collections::HashSet::new();
+        let words: Vec<Vec<u8>> = (0..20usize)
+            .flat_map(|len| {
+                (0..200u32)
+                    .map(move |i| (0..len).map(|k| (i as usize * 31 + k * 7) as u8).collect())
+            })
+            .collect();
+        let distinct: std::collections::HashSet<&Vec<u8>> = words.iter().collect();
+        for w in &distinct {
+            assert!(seen.insert(hash_word(w)), "{w:?}");
+        }
+        assert_ne!(hash_word(b""), hash_word(b"\0"));
+        assert_ne!(hash_word(b"ab"), hash_word(b"ba"));
+        assert_eq!(hash_word(b"hello"), hash_word(b"hello"));
+        // Long words take the xxh3 path.
+        assert_ne!(hash_word(&[b'x'; 40]), hash_word(&[b'x'; 41]));
     }
 
     #[test]

@@ -1,385 +1,58 @@
 //! The incremental near-duplicate index shared by the three methods.
 //!
-//! An index is a `Sketcher` (pure, immutable: text -> sketch, run in parallel) and
-//! a `Store` (the mutable tables). Every text handed to `insert`/`insert_if_new`
-//! takes the next *position* (0, 1, 2, ...), whether it is stored or rejected as a
-//! duplicate, so positions line up with the caller's stream of texts. Stored texts
-//! live in dense *slots*; `positions[slot]` maps back.
+//! An index is a `Sketcher` (pure: text -> sketch) and a `Store` (tables and
+//! payload). Every text handed to `insert`/`insert_if_new` takes the next
+//! *position* (0, 1, 2, ...), whether it is stored or rejected as a duplicate, so
+//! positions line up with the caller's stream of texts. Stored texts live in
+//! dense *slots*; `positions[slot]` maps back.
 //!
-//! Batch calls sketch chunk `k + 1` on the rayon pool while chunk `k` is applied
-//! to the tables in order, so results equal those of the one-by-one calls.
+//! Batch calls work chunk by chunk and give exactly the results of one call per
+//! text: sketches are computed in parallel, every table is probed with the whole
+//! chunk in key order (in parallel), then one ordered pass decides each text
+//! against the stored texts and the texts kept earlier in the chunk, and the kept
+//! ones are inserted table by table.
 
-use crate::lsh;
+use crate::config::Config;
 use crate::serial::{ReadResult, Reader, Writer};
-use crate::shingle::{Scratch, Shingling};
+use crate::shingle::Scratch;
+use crate::store::{self, SketchOf, Sketcher, Store, ALONE};
 use crate::table::KeyTable;
 use rayon::prelude::*;
 
-/// Texts sketched per pipeline step in batch calls.
-const CHUNK: usize = 4096;
+/// Texts per step of the batch calls (small under test so chunk seams get exercised).
+#[cfg(not(test))]
+const CHUNK: usize = 16384;
+#[cfg(test)]
+const CHUNK: usize = 50;
 /// Below this many texts a batch is sketched on the calling thread.
 const PARALLEL_MIN: usize = 64;
 /// High bit of a position marks a removed slot.
 const REMOVED: u64 = 1 << 63;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    MinHash,
-    SimHash,
-    Exact,
-}
-
-impl Method {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "minhash" => Ok(Self::MinHash),
-            "simhash" => Ok(Self::SimHash),
-            "exact" => Ok(Self::Exact),
-            other => Err(format!(
-                "method must be 'minhash', 'simhash' or 'exact', got {other:?}"
-            )),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::MinHash => "minhash",
-            Self::SimHash => "simhash",
-            Self::Exact => "exact",
-        }
-    }
-}
-
-/// How MinHash LSH candidates are checked before being reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verify {
-    /// Exact Jaccard of the stored shingle sets (16-bit shingle fingerprints).
-    Exact,
-    /// Jaccard estimated from a stored 8-bit-per-permutation signature.
-    Signature,
-    /// Report every LSH candidate unchecked.
-    None,
-}
-
-impl Verify {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "exact" => Ok(Self::Exact),
-            "signature" => Ok(Self::Signature),
-            "none" => Ok(Self::None),
-            other => Err(format!(
-                "verify must be 'exact', 'signature' or 'none', got {other:?}"
-            )),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Exact => "exact",
-            Self::Signature => "signature",
-            Self::None => "none",
-        }
-    }
-}
-
-/// LSH weights `(false positive, false negative)` used when bands/rows are not given.
-/// With verification a false positive only costs one check, so misses weigh more.
-pub fn default_weights(verify: Verify) -> (f64, f64) {
-    match verify {
-        Verify::None => (0.5, 0.5),
-        Verify::Exact | Verify::Signature => (0.05, 0.95),
-    }
-}
-
-/// Validated, fully resolved settings of an index.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Config {
-    pub method: Method,
-    pub threshold: f64,
-    pub shingling: Shingling,
-    pub num_perm: u32,
-    pub bands: u32,
-    pub rows: u32,
-    pub verify: Verify,
-    pub max_distance: u32,
-    pub seed: u64,
-}
-
-pub const MAX_PERM: u32 = 4096;
-pub const MAX_DISTANCE: u32 = 3;
-
-impl Config {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        method: Method,
-        threshold: f64,
-        shingling: Shingling,
-        num_perm: u32,
-        bands: Option<u32>,
-        rows: Option<u32>,
-        verify: Verify,
-        max_distance: u32,
-        seed: u64,
-    ) -> Result<Self, String> {
-        if !(threshold > 0.0 && threshold <= 1.0) {
-            return Err(format!("threshold must be in (0, 1], got {threshold}"));
-        }
-        if num_perm == 0 || num_perm > MAX_PERM {
-            return Err(format!(
-                "num_perm must be between 1 and {MAX_PERM}, got {num_perm}"
-            ));
-        }
-        if max_distance > MAX_DISTANCE {
-            return Err(format!(
-                "max_distance must be between 0 and {MAX_DISTANCE}, got {max_distance}"
-            ));
-        }
-        if method != Method::MinHash {
-            // Banding only applies to MinHash; the other methods record none.
-            let (bands, rows) = (0, 0);
-            return Ok(Self {
-                method,
-                threshold,
-                shingling,
-                num_perm,
-                bands,
-                rows,
-                verify,
-                max_distance,
-                seed,
-            });
-        }
-        let (bands, rows) = match (bands, rows) {
-            (Some(b), Some(r)) => (b, r),
-            (Some(b), None) if b > 0 => (b, num_perm / b),
-            (None, Some(r)) if r > 0 => (num_perm / r, r),
-            (None, None) => {
-                let (fp, fn_) = default_weights(verify);
-                lsh::optimal_params(threshold, num_perm, fp, fn_)
-            }
-            (b, r) => (b.unwrap_or(0), r.unwrap_or(0)),
-        };
-        if bands == 0 || rows == 0 || u64::from(bands) * u64::from(rows) > u64::from(num_perm) {
-            return Err(format!(
-                "need bands >= 1, rows >= 1 and bands * rows <= num_perm ({num_perm}), got {bands} x {rows}"
-            ));
-        }
-        Ok(Self {
-            method,
-            threshold,
-            shingling,
-            num_perm,
-            bands,
-            rows,
-            verify,
-            max_distance,
-            seed,
-        })
-    }
-
-    fn write(&self, w: &mut Writer) {
-        w.u8(match self.method {
-            Method::MinHash => 0,
-            Method::SimHash => 1,
-            Method::Exact => 2,
-        });
-        w.f64(self.threshold);
-        w.u8(match self.shingling {
-            Shingling::Words(_) => 0,
-            Shingling::Chars(_) => 1,
-        });
-        w.u32(self.shingling.n());
-        w.u32(self.num_perm);
-        w.u32(self.bands);
-        w.u32(self.rows);
-        w.u8(match self.verify {
-            Verify::Exact => 0,
-            Verify::Signature => 1,
-            Verify::None => 2,
-        });
-        w.u32(self.max_distance);
-        w.u64(self.seed);
-    }
-
-    fn read(r: &mut Reader) -> ReadResult<Self> {
-        let method = match r.u8()? {
-            0 => Method::MinHash,
-            1 => Method::SimHash,
-            2 => Method::Exact,
-            m => return Err(format!("unknown method code {m}")),
-        };
-        let threshold = r.f64()?;
-        let kind = match r.u8()? {
-            0 => "word",
-            1 => "char",
-            k => return Err(format!("unknown shingle code {k}")),
-        };
-        let shingling = Shingling::parse(kind, r.u32()?)?;
-        let num_perm = r.u32()?;
-        let bands = r.u32()?;
-        let rows = r.u32()?;
-        let verify = match r.u8()? {
-            0 => Verify::Exact,
-            1 => Verify::Signature,
-            2 => Verify::None,
-            v => return Err(format!("unknown verify code {v}")),
-        };
-        let max_distance = r.u32()?;
-        let seed = r.u64()?;
-        Self::new(
-            method,
-            threshold,
-            shingling,
-            num_perm,
-            Some(bands),
-            Some(rows),
-            verify,
-            max_distance,
-            seed,
-        )
-    }
-}
-
-/// Pure text -> sketch step; shared by reference across rayon workers.
-pub trait Sketcher: Sync {
-    type Sketch: Send;
-    fn sketch(&self, text: &str, scratch: &mut Scratch) -> Self::Sketch;
-}
-
-/// The mutable, searchable part of an index.
-pub trait Store: Send + Sync + Sized {
-    type Sketcher: Sketcher;
-    const METHOD: Method;
-
-    fn new(cfg: &Config) -> (Self::Sketcher, Self);
-
-    /// Call `found(slot, similarity)` for every stored near-duplicate of `sketch`
-    /// whose slot satisfies `live`.
-    fn find(
-        &self,
-        sketch: &<Self::Sketcher as Sketcher>::Sketch,
-        live: impl Fn(u32) -> bool,
-        found: impl FnMut(u32, f64),
-    );
-
-    /// Store `sketch` under the next slot (`slot` equals the number stored so far).
-    fn insert(&mut self, slot: u32, sketch: <Self::Sketcher as Sketcher>::Sketch);
-
-    /// Forget `slot` as far as the store can (it is also masked out via `live`).
-    fn remove(&mut self, slot: u32);
-
-    fn write(&self, w: &mut Writer, live: impl Fn(u32) -> bool);
-
-    fn read(
-        cfg: &Config,
-        r: &mut Reader,
-        slots: usize,
-        live: impl Fn(u32) -> bool,
-    ) -> ReadResult<(Self::Sketcher, Self)>;
-
-    fn memory_bytes(&self) -> usize;
-}
-
-/// Grow `v` so `additional` more items fit, by at most a quarter of its length
-/// beyond that: keeps spare capacity (and reported memory) within 25%.
-pub fn reserve_quarter<T>(v: &mut Vec<T>, additional: usize) {
-    if v.capacity() - v.len() < additional {
-        v.reserve_exact(additional.max(v.len() / 4).max(16));
-    }
-}
-
-type SketchOf<S> = <<S as Store>::Sketcher as Sketcher>::Sketch;
-
-/// Everything the sequential apply phase mutates.
-struct State<S: Store> {
-    store: S,
-    positions: Vec<u64>,
-    live: usize,
-    next_position: u64,
-    /// `(position of a rejected text, position of the stored text it duplicated)`.
-    duplicates: Vec<(u64, u64)>,
-}
-
-pub struct Index<S: Store> {
-    cfg: Config,
-    sketcher: S::Sketcher,
-    state: State<S>,
-}
-
 /// A reported near-duplicate: its position and similarity.
 pub type Hit = (u64, f64);
 
-fn best(hits: &[Hit]) -> Option<Hit> {
-    // Highest similarity; the earliest position among equals.
-    hits.iter().copied().reduce(|a, b| {
-        if b.1 > a.1 || (b.1 == a.1 && b.0 < a.0) {
-            b
+/// The better of two hits: higher similarity, then earlier position.
+fn better(a: Option<Hit>, b: Option<Hit>) -> Option<Hit> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.1 > x.1 || (y.1 == x.1 && y.0 < x.0) {
+            y
         } else {
-            a
-        }
-    })
+            x
+        }),
+        (x, None) => x,
+        (None, y) => y,
+    }
 }
 
-impl<S: Store> State<S> {
-    fn is_live(positions: &[u64], slot: u32) -> bool {
-        positions
-            .get(slot as usize)
-            .is_some_and(|p| p & REMOVED == 0)
-    }
+fn is_live(positions: &[u64], slot: u32) -> bool {
+    positions
+        .get(slot as usize)
+        .is_some_and(|p| p & REMOVED == 0)
+}
 
-    fn hits(&self, sketch: &SketchOf<S>) -> Vec<Hit> {
-        let positions = &self.positions;
-        let mut hits = Vec::new();
-        self.store.find(
-            sketch,
-            |s| Self::is_live(positions, s),
-            |slot, sim| hits.push((positions[slot as usize], sim)),
-        );
-        hits
-    }
-
-    fn take_position(&mut self) -> Result<u64, String> {
-        let p = self.next_position;
-        if p >= REMOVED {
-            return Err("position counter exhausted".into());
-        }
-        self.next_position += 1;
-        Ok(p)
-    }
-
-    fn store(&mut self, position: u64, sketch: SketchOf<S>) -> Result<(), String> {
-        let slot = self.positions.len();
-        if slot > KeyTable::MAX_VALUE as usize {
-            return Err("index is full (4,294,967,294 stored texts)".into());
-        }
-        reserve_quarter(&mut self.positions, 1);
-        self.positions.push(position);
-        self.store.insert(slot as u32, sketch);
-        self.live += 1;
-        Ok(())
-    }
-
-    fn insert(&mut self, sketch: SketchOf<S>) -> Result<u64, String> {
-        let p = self.take_position()?;
-        self.store(p, sketch)?;
-        Ok(p)
-    }
-
-    fn insert_if_new(&mut self, sketch: SketchOf<S>) -> Result<Option<Hit>, String> {
-        let found = best(&self.hits(&sketch));
-        let p = self.take_position()?;
-        match found {
-            Some(hit) => {
-                reserve_quarter(&mut self.duplicates, 1);
-                self.duplicates.push((p, hit.0));
-                Ok(Some(hit))
-            }
-            None => {
-                self.store(p, sketch)?;
-                Ok(None)
-            }
-        }
-    }
+fn sort_hits(hits: &mut [Hit]) {
+    hits.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 }
 
 fn sketch_all<K: Sketcher, T: AsRef<str> + Sync>(sketcher: &K, texts: &[T]) -> Vec<K::Sketch> {
@@ -400,25 +73,55 @@ fn sketch_all<K: Sketcher, T: AsRef<str> + Sync>(sketcher: &K, texts: &[T]) -> V
     }
 }
 
+pub struct Index<S: Store> {
+    cfg: Config,
+    sketcher: S::Sketcher,
+    store: S,
+    positions: Vec<u64>,
+    live: usize,
+    next_position: u64,
+    /// `(position of a rejected text, position of the stored text it duplicated)`.
+    duplicates: Vec<(u64, u64)>,
+}
+
 impl<S: Store> Index<S> {
     pub fn new(cfg: Config) -> Self {
         let (sketcher, store) = S::new(&cfg);
-        let state = State {
+        Self {
+            cfg,
+            sketcher,
             store,
             positions: Vec::new(),
             live: 0,
             next_position: 0,
             duplicates: Vec::new(),
-        };
-        Self {
-            cfg,
-            sketcher,
-            state,
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Number of stored (not removed) texts.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Position the next text will take.
+    pub fn next_position(&self) -> u64 {
+        self.next_position
+    }
+
+    pub fn duplicates(&self) -> &[(u64, u64)] {
+        &self.duplicates
+    }
+
+    /// Bytes held by the index structures (tables, stored payloads, positions,
+    /// duplicate log), from allocated capacities.
+    pub fn memory_bytes(&self) -> usize {
+        store::memory_bytes(&self.store)
+            + self.positions.capacity() * 8
+            + self.duplicates.capacity() * 16
     }
 
     fn sketch_one(&self, text: &str) -> SketchOf<S> {
@@ -431,85 +134,227 @@ impl<S: Store> Index<S> {
         })
     }
 
-    /// Number of stored (not removed) texts.
-    pub fn len(&self) -> usize {
-        self.state.live
+    fn hits(&self, sketch: &SketchOf<S>) -> Vec<Hit> {
+        let positions = &self.positions;
+        let mut hits = Vec::new();
+        store::find(
+            &self.store,
+            sketch,
+            |s| is_live(positions, s),
+            |slot, sim| hits.push((positions[slot as usize], sim)),
+        );
+        sort_hits(&mut hits);
+        hits
     }
 
-    /// Position the next text will take.
-    pub fn next_position(&self) -> u64 {
-        self.state.next_position
+    fn take_positions(&mut self, n: usize) -> Result<u64, String> {
+        let first = self.next_position;
+        match first.checked_add(n as u64) {
+            Some(end) if end < REMOVED => {
+                self.next_position = end;
+                Ok(first)
+            }
+            _ => Err("position counter exhausted".into()),
+        }
     }
 
-    pub fn duplicates(&self) -> &[(u64, u64)] {
-        &self.state.duplicates
+    fn check_room(&self, more: usize) -> Result<(), String> {
+        if self.positions.len() + more > KeyTable::MAX_VALUE as usize {
+            return Err("index is full (4,294,967,294 stored texts)".into());
+        }
+        Ok(())
+    }
+
+    fn record_duplicate(&mut self, position: u64, of: u64) {
+        store::reserve_quarter(&mut self.duplicates, 1);
+        self.duplicates.push((position, of));
+    }
+
+    fn store_one(&mut self, sketch: &SketchOf<S>) -> Result<u64, String> {
+        self.check_room(1)?;
+        let p = self.take_positions(1)?;
+        let slot = self.positions.len() as u32;
+        store::reserve_quarter(&mut self.positions, 1);
+        self.positions.push(p);
+        store::insert(&mut self.store, slot, sketch);
+        self.live += 1;
+        Ok(p)
     }
 
     /// Store `text` unconditionally; returns its position.
     pub fn insert(&mut self, text: &str) -> Result<u64, String> {
         let sketch = self.sketch_one(text);
-        self.state.insert(sketch)
+        self.store_one(&sketch)
     }
 
     /// Stored near-duplicates of `text`, most similar first.
     pub fn query(&self, text: &str) -> Vec<Hit> {
-        let mut hits = self.state.hits(&self.sketch_one(text));
-        sort_hits(&mut hits);
-        hits
+        self.hits(&self.sketch_one(text))
     }
 
     /// The streaming dedup primitive: if a stored text is a near-duplicate of `text`,
     /// return the best one (and store nothing); otherwise store `text` and return None.
     pub fn insert_if_new(&mut self, text: &str) -> Result<Option<Hit>, String> {
         let sketch = self.sketch_one(text);
-        self.state.insert_if_new(sketch)
+        match self.hits(&sketch).first().copied() {
+            Some(hit) => {
+                let p = self.take_positions(1)?;
+                self.record_duplicate(p, hit.0);
+                Ok(Some(hit))
+            }
+            None => self.store_one(&sketch).map(|_| None),
+        }
     }
 
     /// Mark the text stored at `position` as removed; false if there is none.
     pub fn remove(&mut self, position: u64) -> bool {
-        let positions = &mut self.state.positions;
-        let Ok(slot) = positions.binary_search_by_key(&position, |p| p & !REMOVED) else {
+        let Ok(slot) = self
+            .positions
+            .binary_search_by_key(&position, |p| p & !REMOVED)
+        else {
             return false;
         };
-        if positions[slot] & REMOVED != 0 {
+        if self.positions[slot] & REMOVED != 0 {
             return false;
         }
-        positions[slot] |= REMOVED;
-        self.state.store.remove(slot as u32);
-        self.state.live -= 1;
+        self.positions[slot] |= REMOVED;
+        self.store.remove(slot as u32);
+        self.live -= 1;
         true
     }
 
+    /// Store the chunk texts chosen by `kept_index` (chunk indices, increasing) under
+    /// the next slots; `keyed` are the chunk's sorted keys from `store::chunk_keys`.
+    fn store_chunk(
+        &mut self,
+        keyed: &[Vec<(u32, u32)>],
+        sketches: &[SketchOf<S>],
+        kept: &[(u32, u64)],
+    ) {
+        let first_slot = self.positions.len() as u32;
+        let mut slot_of = vec![u32::MAX; sketches.len()];
+        for (k, &(i, _)) in kept.iter().enumerate() {
+            slot_of[i as usize] = first_slot + k as u32;
+        }
+        store::reserve_quarter(&mut self.positions, kept.len());
+        self.positions.extend(kept.iter().map(|&(_, p)| p));
+        let kept_sketches: Vec<&SketchOf<S>> =
+            kept.iter().map(|&(i, _)| &sketches[i as usize]).collect();
+        let slot_of = |i: u32| slot_of.get(i as usize).copied().filter(|&s| s != u32::MAX);
+        store::insert_keyed(&mut self.store, keyed, slot_of, &kept_sketches);
+        self.live += kept.len();
+    }
+
+    /// Store many texts unconditionally; returns their positions.
     pub fn insert_many<T: AsRef<str> + Sync>(&mut self, texts: &[T]) -> Result<Vec<u64>, String> {
         let mut out = Vec::with_capacity(texts.len());
-        self.pipeline(texts, |state, sketch| {
-            out.push(state.insert(sketch)?);
-            Ok(())
-        })?;
+        for chunk in texts.chunks(CHUNK) {
+            let sketches = sketch_all(&self.sketcher, chunk);
+            self.check_room(sketches.len())?;
+            let first = self.take_positions(sketches.len())?;
+            let refs: Vec<&SketchOf<S>> = sketches.iter().collect();
+            let keyed = store::chunk_keys(&self.store, &refs);
+            let kept: Vec<(u32, u64)> = (0..sketches.len())
+                .map(|i| (i as u32, first + i as u64))
+                .collect();
+            self.store_chunk(&keyed, &sketches, &kept);
+            out.extend(kept.iter().map(|&(_, p)| p));
+        }
         Ok(out)
     }
 
+    /// `insert_if_new` for each text in order; results equal one call per text.
     pub fn insert_if_new_many<T: AsRef<str> + Sync>(
         &mut self,
         texts: &[T],
     ) -> Result<Vec<Option<Hit>>, String> {
         let mut out = Vec::with_capacity(texts.len());
-        self.pipeline(texts, |state, sketch| {
-            out.push(state.insert_if_new(sketch)?);
-            Ok(())
-        })?;
+        for chunk in texts.chunks(CHUNK) {
+            let sketches = sketch_all(&self.sketcher, chunk);
+            out.extend(self.insert_if_new_chunk(&sketches)?);
+        }
         Ok(out)
     }
 
-    /// Read-only, so fully parallel.
+    fn insert_if_new_chunk(
+        &mut self,
+        sketches: &[SketchOf<S>],
+    ) -> Result<Vec<Option<Hit>>, String> {
+        self.check_room(sketches.len())?;
+        let first = self.take_positions(sketches.len())?;
+        let refs: Vec<&SketchOf<S>> = sketches.iter().collect();
+        let keyed = store::chunk_keys(&self.store, &refs);
+        let positions = &self.positions;
+        let probe = store::probe_chunk(&self.store, &keyed, sketches.len(), |s| {
+            is_live(positions, s)
+        });
+        // Kept chunk members of each key group, in order; a text only ever sees the
+        // members kept before it.
+        let mut kept_in_group: Vec<Vec<u32>> = vec![Vec::new(); probe.groups];
+        let mut kept: Vec<(u32, u64)> = Vec::new();
+        let mut chunk_position = vec![0u64; sketches.len()];
+        let mut out = Vec::with_capacity(sketches.len());
+        let mut stored = probe.stored.as_slice();
+        let mut local: Vec<u32> = Vec::new();
+        let mut dups: Vec<(u64, u64)> = Vec::new();
+        for (i, sketch) in sketches.iter().enumerate() {
+            let p = first + i as u64;
+            let mut best: Option<Hit> = None;
+            let n_stored = stored.iter().take_while(|&&(j, _)| j as usize == i).count();
+            let (mine, rest) = stored.split_at(n_stored);
+            stored = rest;
+            for run in mine.chunk_by(|a, b| a.1 == b.1) {
+                let slot = run[0].1;
+                if let Some(sim) = self.store.verify_stored(sketch, slot, run.len()) {
+                    best = better(best, Some((self.positions[slot as usize], sim)));
+                }
+            }
+            local.clear();
+            if probe.grouped[i] {
+                for run_of in &probe.run_of {
+                    let g = run_of[i];
+                    if g != ALONE {
+                        local.extend_from_slice(&kept_in_group[g as usize]);
+                    }
+                }
+            }
+            local.sort_unstable();
+            for run in local.chunk_by(|a, b| a == b) {
+                let j = run[0] as usize;
+                if let Some(sim) = self.store.verify_pair(sketch, &sketches[j], run.len()) {
+                    best = better(best, Some((chunk_position[j], sim)));
+                }
+            }
+            match best {
+                Some(hit) => {
+                    dups.push((p, hit.0));
+                    out.push(Some(hit));
+                }
+                None => {
+                    if probe.grouped[i] {
+                        for run_of in &probe.run_of {
+                            let g = run_of[i];
+                            if g != ALONE {
+                                kept_in_group[g as usize].push(i as u32);
+                            }
+                        }
+                    }
+                    chunk_position[i] = p;
+                    kept.push((i as u32, p));
+                    out.push(None);
+                }
+            }
+        }
+        store::reserve_quarter(&mut self.duplicates, dups.len());
+        self.duplicates.extend(dups);
+        self.store_chunk(&keyed, sketches, &kept);
+        Ok(out)
+    }
+
+    /// `query` for many texts, in parallel (the index is not modified).
     pub fn query_many<T: AsRef<str> + Sync>(&self, texts: &[T]) -> Vec<Vec<Hit>> {
-        let state = &self.state;
-        let sketcher = &self.sketcher;
-        let run = |scratch: &mut Scratch, t: &T| {
-            let mut hits = state.hits(&sketcher.sketch(t.as_ref(), scratch));
-            sort_hits(&mut hits);
-            hits
-        };
+        let run =
+            |scratch: &mut Scratch, t: &T| self.hits(&self.sketcher.sketch(t.as_ref(), scratch));
         if texts.len() < PARALLEL_MIN {
             let mut scratch = Scratch::default();
             texts.iter().map(|t| run(&mut scratch, t)).collect()
@@ -522,59 +367,17 @@ impl<S: Store> Index<S> {
         }
     }
 
-    /// Sketch in parallel, apply in order, overlapping the two across chunks.
-    fn pipeline<T: AsRef<str> + Sync>(
-        &mut self,
-        texts: &[T],
-        mut apply: impl FnMut(&mut State<S>, SketchOf<S>) -> Result<(), String> + Send,
-    ) -> Result<(), String> {
-        let sketcher = &self.sketcher;
-        let state = &mut self.state;
-        let mut chunks = texts.chunks(CHUNK);
-        let mut current = chunks.next().map(|c| sketch_all(sketcher, c));
-        while let Some(sketches) = current.take() {
-            let next_chunk = chunks.next();
-            let (next, applied) = rayon::join(
-                || next_chunk.map(|c| sketch_all(sketcher, c)),
-                || -> Result<(), String> {
-                    for sketch in sketches {
-                        apply(state, sketch)?;
-                    }
-                    Ok(())
-                },
-            );
-            applied?;
-            current = next;
-        }
-        Ok(())
-    }
-
-    /// Bytes held by the index structures (tables, stored sketches, positions,
-    /// duplicate log), from allocated capacities.
-    pub fn memory_bytes(&self) -> usize {
-        self.state.store.memory_bytes()
-            + self.state.positions.capacity() * 8
-            + self.state.duplicates.capacity() * 16
-    }
-
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.bytes(MAGIC);
         w.u32(FORMAT_VERSION);
         self.cfg.write(&mut w);
-        w.u64(self.state.next_position);
-        w.u64s(&self.state.positions);
-        let flat: Vec<u64> = self
-            .state
-            .duplicates
-            .iter()
-            .flat_map(|&(a, b)| [a, b])
-            .collect();
+        w.u64(self.next_position);
+        w.u64s(&self.positions);
+        let flat: Vec<u64> = self.duplicates.iter().flat_map(|&(a, b)| [a, b]).collect();
         w.u64s(&flat);
-        let positions = &self.state.positions;
-        self.state
-            .store
-            .write(&mut w, |s| State::<S>::is_live(positions, s));
+        let positions = &self.positions;
+        self.store.write(&mut w, |s| is_live(positions, s));
         w.finish()
     }
 
@@ -600,22 +403,17 @@ impl<S: Store> Index<S> {
             return Err("corrupt position table".into());
         }
         let duplicates: Vec<(u64, u64)> = flat.chunks_exact(2).map(|c| (c[0], c[1])).collect();
-        let (sketcher, store) = S::read(&cfg, &mut r, positions.len(), |s| {
-            State::<S>::is_live(&positions, s)
-        })?;
+        let (sketcher, store) = S::read(&cfg, &mut r, positions.len(), |s| is_live(&positions, s))?;
         r.expect_end()?;
         let live = positions.iter().filter(|p| *p & REMOVED == 0).count();
-        let state = State {
+        Ok(Self {
+            cfg,
+            sketcher,
             store,
             positions,
             live,
             next_position,
             duplicates,
-        };
-        Ok(Self {
-            cfg,
-            sketcher,
-            state,
         })
     }
 }
@@ -639,8 +437,4 @@ pub fn read_header(r: &mut Reader) -> ReadResult<Config> {
 /// Peek at the config stored in saved index bytes.
 pub fn peek_config(data: &[u8]) -> ReadResult<Config> {
     read_header(&mut Reader::new(data)?)
-}
-
-fn sort_hits(hits: &mut [Hit]) {
-    hits.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 }

@@ -3,6 +3,7 @@
 //! Kept small and free of Python types where it can be: each module holds plain
 //! Rust logic with its own unit tests, and this file only binds it to Python.
 
+mod config;
 mod digest;
 mod exact_index;
 mod hashing;
@@ -16,6 +17,7 @@ mod serial;
 mod shingle;
 mod simhash;
 mod simhash_index;
+mod store;
 mod table;
 
 use pyo3::prelude::*;

@@ -83,10 +83,64 @@ fn signature_generic(p: &Permutations, xs: &[u32], out: &mut [u32]) {
     }
 }
 
+/// AVX2 kernel: 8 permutations per vector, two vectors per pass over the shingles
+/// so the two multiply chains overlap.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn signature_avx2(p: &Permutations, xs: &[u32], out: &mut [u32]) {
-    signature_generic(p, xs, out)
+    use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn load(s: &[u32]) -> __m256i {
+        debug_assert!(s.len() >= LANES);
+        // SAFETY: callers pass slices of exactly LANES u32 (unaligned load allowed).
+        unsafe { _mm256_loadu_si256(s.as_ptr().cast::<__m256i>()) }
+    }
+    #[inline(always)]
+    fn perm(x: __m256i, a: __m256i, m1: __m256i, m2: __m256i) -> __m256i {
+        // SAFETY: only reached from the avx2-enabled function below.
+        unsafe {
+            let mut v = _mm256_mullo_epi32(_mm256_xor_si256(x, a), m1);
+            v = _mm256_xor_si256(v, _mm256_srli_epi32::<16>(v));
+            v = _mm256_mullo_epi32(v, m2);
+            _mm256_xor_si256(v, _mm256_srli_epi32::<15>(v))
+        }
+    }
+    let n = out.len() / LANES;
+    let mut c = 0;
+    while c < n {
+        let pair = c + 1 < n;
+        let r0 = c * LANES..(c + 1) * LANES;
+        let r1 = if pair {
+            (c + 1) * LANES..(c + 2) * LANES
+        } else {
+            r0.clone()
+        };
+        // SAFETY: r0/r1 are in bounds of the padded constant arrays and `out`.
+        unsafe {
+            let (a0, b0, d0) = (
+                load(&p.xor[r0.clone()]),
+                load(&p.mul1[r0.clone()]),
+                load(&p.mul2[r0.clone()]),
+            );
+            let (a1, b1, d1) = (
+                load(&p.xor[r1.clone()]),
+                load(&p.mul1[r1.clone()]),
+                load(&p.mul2[r1.clone()]),
+            );
+            let mut acc0 = _mm256_set1_epi32(-1);
+            let mut acc1 = _mm256_set1_epi32(-1);
+            for &x in xs {
+                let xv = _mm256_set1_epi32(x as i32);
+                acc0 = _mm256_min_epu32(acc0, perm(xv, a0, b0, d0));
+                acc1 = _mm256_min_epu32(acc1, perm(xv, a1, b1, d1));
+            }
+            _mm256_storeu_si256(out[r0].as_mut_ptr().cast::<__m256i>(), acc0);
+            if pair {
+                _mm256_storeu_si256(out[r1].as_mut_ptr().cast::<__m256i>(), acc1);
+            }
+        }
+        c += 2;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

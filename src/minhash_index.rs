@@ -13,11 +13,12 @@
 //! Full 32-bit signatures are never stored: at 128 permutations they alone would
 //! cost 512 bytes per text.
 
-use crate::index::{reserve_quarter, Config, Method, Sketcher, Store, Verify};
+use crate::config::{Config, Method, Verify};
 use crate::lsh;
 use crate::minhash::{estimate_b8, fold32, Permutations};
 use crate::serial::{ReadResult, Reader, Writer};
 use crate::shingle::{jaccard_sorted, Scratch, Shingling};
+use crate::store::{reserve_quarter, Sketcher, Store};
 use crate::table::KeyTable;
 
 pub struct MinHashSketcher {
@@ -103,6 +104,16 @@ pub struct MinHashStore {
     sig_data: Vec<u8>,
 }
 
+/// Exact Jaccard of two sorted 16-bit fingerprint sets if it reaches `threshold`.
+fn verify_sets(a: &[u16], b: &[u16], threshold: f64) -> Option<f64> {
+    // Size filter: J <= min/max, so skip the merge when that is already too small.
+    if (a.len().min(b.len()) as f64) < threshold * a.len().max(b.len()) as f64 {
+        return None;
+    }
+    let j = jaccard_sorted(a, b);
+    (j >= threshold).then_some(j)
+}
+
 impl MinHashStore {
     fn fps(&self, slot: u32) -> &[u16] {
         let s = slot as usize;
@@ -119,24 +130,15 @@ impl MinHashStore {
             .unwrap_or(&[])
     }
 
-    /// Similarity of a candidate, or None if it fails verification.
-    fn verify(&self, slot: u32, bands_hit: usize, sk: &MinHashSketch) -> Option<f64> {
+    fn check(&self, fps: (&[u16], &[u16]), sig8: (&[u8], &[u8]), collisions: usize) -> Option<f64> {
         match self.verify {
-            Verify::Exact => {
-                let stored = self.fps(slot);
-                let (a, b) = (stored.len(), sk.fps.len());
-                // Size filter: J <= min/max, so skip the merge when that is too small.
-                if (a.min(b) as f64) < self.threshold * a.max(b) as f64 {
-                    return None;
-                }
-                let j = jaccard_sorted(stored, &sk.fps);
-                (j >= self.threshold).then_some(j)
-            }
+            Verify::Exact => verify_sets(fps.0, fps.1, self.threshold),
             Verify::Signature => {
-                let e = estimate_b8(self.sig8(slot), &sk.sig8);
+                let e = estimate_b8(sig8.0, sig8.1);
                 (e >= self.threshold).then_some(e)
             }
-            Verify::None => Some(bands_hit as f64 / self.bands as f64),
+            // Unverified: report the share of bands that collided.
+            Verify::None => Some(collisions as f64 / self.bands as f64),
         }
     }
 }
@@ -159,38 +161,32 @@ impl Store for MinHashStore {
         (MinHashSketcher::new(cfg), store)
     }
 
-    fn find(
-        &self,
-        sk: &MinHashSketch,
-        live: impl Fn(u32) -> bool,
-        mut found: impl FnMut(u32, f64),
-    ) {
-        for (t, &k) in self.tables.iter().zip(&sk.keys) {
-            t.prefetch(k);
-        }
-        let mut cands: Vec<u32> = Vec::new();
-        for (t, &k) in self.tables.iter().zip(&sk.keys) {
-            t.get(k, |slot| {
-                if live(slot) {
-                    cands.push(slot)
-                }
-            });
-        }
-        if cands.is_empty() {
-            return;
-        }
-        cands.sort_unstable();
-        for run in cands.chunk_by(|a, b| a == b) {
-            if let Some(sim) = self.verify(run[0], run.len(), sk) {
-                found(run[0], sim);
-            }
-        }
+    fn tables(&self) -> &[KeyTable] {
+        &self.tables
     }
 
-    fn insert(&mut self, slot: u32, sk: MinHashSketch) {
-        for (t, &k) in self.tables.iter_mut().zip(&sk.keys) {
-            t.insert(k, slot);
-        }
+    fn tables_mut(&mut self) -> &mut [KeyTable] {
+        &mut self.tables
+    }
+
+    #[inline]
+    fn key(&self, sketch: &MinHashSketch, table: usize) -> u32 {
+        sketch.keys.get(table).copied().unwrap_or(0)
+    }
+
+    fn verify_stored(&self, sk: &MinHashSketch, slot: u32, collisions: usize) -> Option<f64> {
+        self.check(
+            (self.fps(slot), &sk.fps),
+            (self.sig8(slot), &sk.sig8),
+            collisions,
+        )
+    }
+
+    fn verify_pair(&self, a: &MinHashSketch, b: &MinHashSketch, collisions: usize) -> Option<f64> {
+        self.check((&a.fps, &b.fps), (&a.sig8, &b.sig8), collisions)
+    }
+
+    fn push_payload(&mut self, sk: &MinHashSketch) {
         match self.verify {
             Verify::Exact => {
                 reserve_quarter(&mut self.fp_data, sk.fps.len());
@@ -208,16 +204,17 @@ impl Store for MinHashStore {
 
     fn remove(&mut self, _slot: u32) {
         // Band keys are not kept per text (that would cost 4 bytes per band), so the
-        // entries stay until the next save/load, masked out by the live check.
+        // entries stay until the next save/load, masked out as not live.
     }
 
     fn write(&self, w: &mut Writer, live: impl Fn(u32) -> bool) {
         for t in &self.tables {
-            let packed: Vec<u64> = t
+            let mut packed: Vec<u64> = t
                 .iter()
                 .filter(|&(_, s)| live(s))
                 .map(|(k, s)| (u64::from(k) << 32) | u64::from(s))
                 .collect();
+            packed.sort_unstable();
             w.u64s(&packed);
         }
         let slots = self.fp_offsets.len().saturating_sub(1);
@@ -251,7 +248,7 @@ impl Store for MinHashStore {
             if pairs.iter().any(|&(_, s)| s as usize >= slots) {
                 return Err("band entry points past the stored texts".into());
             }
-            *t = KeyTable::from_sorted(&pairs).ok_or("corrupt band table")?;
+            *t = KeyTable::from_pairs(&pairs).ok_or("corrupt band table")?;
         }
         let offsets = r.u64s()?;
         let data = r.u16s()?;
@@ -284,14 +281,8 @@ impl Store for MinHashStore {
         Ok((sketcher, store))
     }
 
-    fn memory_bytes(&self) -> usize {
-        self.tables
-            .iter()
-            .map(KeyTable::memory_bytes)
-            .sum::<usize>()
-            + self.fp_data.capacity() * 2
-            + self.fp_offsets.capacity() * 8
-            + self.sig_data.capacity()
+    fn payload_bytes(&self) -> usize {
+        self.fp_data.capacity() * 2 + self.fp_offsets.capacity() * 8 + self.sig_data.capacity()
     }
 }
 

@@ -6,8 +6,10 @@
 //! The result has words separated by single ASCII spaces and no leading or trailing
 //! space, which lets the word shingler split on `' '` alone.
 
+use std::borrow::Cow;
+
 use caseless::Caseless;
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// Whitespace as Python's `str.split()` sees it: Unicode `White_Space` plus the
 /// four ASCII information separators (U+001C..U+001F), so both sides agree.
@@ -16,8 +18,9 @@ pub fn is_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// ASCII bytes that `is_space` accepts.
 #[inline]
-fn is_ascii_space(b: u8) -> bool {
+pub fn is_ascii_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f)
 }
 
@@ -27,11 +30,94 @@ pub fn normalize_into(text: &str, out: &mut String) {
     if text.is_ascii() {
         // For ASCII input NFKC is the identity and case folding is lowercasing.
         collapse_ascii(text.as_bytes(), out);
+        return;
+    }
+    // ASCII whitespace is a safe cut point for NFKC (a starter that nothing composes
+    // with, and folding is per character), so only the words that contain non-ASCII
+    // characters go through the Unicode machinery.
+    let mut w = Collapser::new(out);
+    let mut folded = String::new();
+    for word in text.as_bytes().split(|&b| is_ascii_space(b)) {
+        if word.is_empty() {
+            continue;
+        }
+        w.space();
+        if word.is_ascii() {
+            // No whitespace inside (we split on it), so append it wholesale.
+            w.push_ascii_word(std::str::from_utf8(word).unwrap_or_default());
+        } else {
+            // Splitting at ASCII bytes keeps UTF-8 sequences whole.
+            let word = std::str::from_utf8(word).unwrap_or_default();
+            fold_word(word, &mut folded);
+            for c in folded.chars() {
+                w.push(c);
+            }
+        }
+    }
+}
+
+/// NFKC, full case folding, NFKC again (folding can leave text that is not in
+/// NFKC); quick checks skip the normalisers when the text is already normalised.
+fn fold_word(word: &str, out: &mut String) {
+    out.clear();
+    let nfkc: Cow<str> = if is_nfkc_quick(word.chars()) == IsNormalized::Yes {
+        Cow::Borrowed(word)
     } else {
-        // NFKC_Casefold-style: normalise, fold, and normalise again because folding
-        // can produce sequences that are not in NFKC.
-        let folded: String = text.nfkc().default_case_fold().nfkc().collect();
-        collapse(&folded, out);
+        Cow::Owned(word.nfkc().collect())
+    };
+    for c in nfkc.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(std::iter::once(c).default_case_fold());
+        }
+    }
+    if is_nfkc_quick(out.chars()) != IsNormalized::Yes {
+        *out = out.nfkc().collect();
+    }
+}
+
+/// Appends characters, turning every run of whitespace into one space and dropping
+/// leading and trailing whitespace.
+struct Collapser<'a> {
+    out: &'a mut String,
+    pending_space: bool,
+}
+
+impl<'a> Collapser<'a> {
+    fn new(out: &'a mut String) -> Self {
+        Self {
+            out,
+            pending_space: false,
+        }
+    }
+
+    #[inline]
+    fn space(&mut self) {
+        self.pending_space = !self.out.is_empty();
+    }
+
+    fn push_ascii_word(&mut self, word: &str) {
+        if self.pending_space {
+            self.out.push(' ');
+            self.pending_space = false;
+        }
+        let start = self.out.len();
+        self.out.push_str(word);
+        self.out[start..].make_ascii_lowercase();
+    }
+
+    #[inline]
+    fn push(&mut self, c: char) {
+        if is_space(c) {
+            self.space();
+        } else {
+            if self.pending_space {
+                self.out.push(' ');
+                self.pending_space = false;
+            }
+            self.out.push(c);
+        }
     }
 }
 
@@ -43,35 +129,23 @@ pub fn normalize(text: &str) -> String {
 }
 
 fn collapse_ascii(bytes: &[u8], out: &mut String) {
-    out.reserve(bytes.len());
+    let mut buf = std::mem::take(out).into_bytes();
+    buf.clear();
+    buf.reserve(bytes.len());
     let mut pending_space = false;
     for &b in bytes {
         if is_ascii_space(b) {
-            pending_space = !out.is_empty();
+            pending_space = !buf.is_empty();
         } else {
             if pending_space {
-                out.push(' ');
+                buf.push(b' ');
                 pending_space = false;
             }
-            out.push(char::from(b.to_ascii_lowercase()));
+            buf.push(b.to_ascii_lowercase());
         }
     }
-}
-
-fn collapse(text: &str, out: &mut String) {
-    out.reserve(text.len());
-    let mut pending_space = false;
-    for c in text.chars() {
-        if is_space(c) {
-            pending_space = !out.is_empty();
-        } else {
-            if pending_space {
-                out.push(' ');
-                pending_space = false;
-            }
-            out.push(c);
-        }
-    }
+    // Only ASCII bytes were written, so the conversion cannot fail.
+    *out = String::from_utf8(buf).unwrap_or_default();
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use rayon::prelude::*;
 
+use crate::config::{Config, Method, Verify};
 use crate::exact_index::ExactStore;
-use crate::index::{peek_config, Config, Hit, Index, Method, Verify};
+use crate::index::{peek_config, Hit, Index};
 use crate::lsh;
 use crate::minhash::{estimate, fold32, Permutations};
 use crate::minhash_index::MinHashStore;
@@ -131,10 +132,10 @@ fn signature(perms: &Permutations, s: Shingling, text: &str, scratch: &mut Scrat
 }
 
 fn check_perm(num_perm: u32) -> PyResult<()> {
-    if num_perm == 0 || num_perm > crate::index::MAX_PERM {
+    if num_perm == 0 || num_perm > crate::config::MAX_PERM {
         return Err(PyValueError::new_err(format!(
             "num_perm must be between 1 and {}, got {num_perm}",
-            crate::index::MAX_PERM
+            crate::config::MAX_PERM
         )));
     }
     Ok(())

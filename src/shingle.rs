@@ -6,8 +6,9 @@
 //! A text shorter than one shingle (but not empty) yields one shingle of the whole
 //! text, so short prompts are still comparable; an empty text has no shingles.
 
-use crate::hashing::combine;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use crate::hashing::{combine, hash_word};
+use crate::normalize::is_ascii_space;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 const WORD_SEED: u64 = 0x5753_4849_4E47_4C45; // "WSHINGLE"
 const CHAR_SEED: u64 = 0x4353_4849_4E47_4C45; // "CSHINGLE"
@@ -28,6 +29,7 @@ pub struct Scratch {
     pub words: Vec<u64>,
     pub bounds: Vec<usize>,
     pub hashes: Vec<u64>,
+    pub lower: Vec<u8>,
     /// Free buffers for the sketchers (folded hashes, signatures).
     pub u32s: Vec<u32>,
     pub sig: Vec<u32>,
@@ -74,15 +76,10 @@ impl Shingling {
         }
         match *self {
             Self::Words(n) => {
-                let n = n as usize;
                 words.clear();
-                words.extend(norm.split(' ').map(|w| xxh3_64(w.as_bytes())));
-                let seed = WORD_SEED ^ n as u64;
-                if words.len() <= n {
-                    out.push(combine(seed, words.iter().copied()));
-                } else {
-                    out.extend(words.windows(n).map(|w| combine(seed, w.iter().copied())));
-                }
+                // `norm` has single-space separators and no leading/trailing space.
+                words.extend(norm.as_bytes().split(|&b| b == b' ').map(hash_word));
+                word_shingles(words, n as usize, out);
             }
             Self::Chars(n) => {
                 let n = n as usize;
@@ -116,6 +113,30 @@ impl Shingling {
 
     /// Normalise `text` and hash its shingles into `scratch.hashes`.
     pub fn hash_text(&self, text: &str, scratch: &mut Scratch) {
+        if let (Self::Words(n), true) = (*self, text.is_ascii()) {
+            // Fast path, same result: lowercase, split on ASCII whitespace and hash
+            // each word, without building the normalised text.
+            let Scratch {
+                lower,
+                words,
+                hashes,
+                ..
+            } = scratch;
+            lower.clear();
+            lower.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+            words.clear();
+            words.extend(
+                lower
+                    .split(|&b| is_ascii_space(b))
+                    .filter(|w| !w.is_empty())
+                    .map(hash_word),
+            );
+            hashes.clear();
+            if !words.is_empty() {
+                word_shingles(words, n as usize, hashes);
+            }
+            return;
+        }
         crate::normalize::normalize_into(text, &mut scratch.norm);
         let Scratch {
             norm,
@@ -153,6 +174,17 @@ impl Shingling {
                 }
             }
         }
+    }
+}
+
+/// Shingle hashes from per-word hashes: each window of `n` words, or the whole
+/// text if it is shorter than that.
+fn word_shingles(words: &[u64], n: usize, out: &mut Vec<u64>) {
+    let seed = WORD_SEED ^ n as u64;
+    if words.len() <= n {
+        out.push(combine(seed, words.iter().copied()));
+    } else {
+        out.extend(words.windows(n).map(|w| combine(seed, w.iter().copied())));
     }
 }
 
@@ -243,6 +275,26 @@ mod tests {
         let ascii = hashes(c3, "xyz");
         let mixed = hashes(c3, "xyzé");
         assert_eq!(ascii[0], mixed[0]);
+    }
+
+    #[test]
+    fn ascii_fast_path_matches_general_path() {
+        let alphabet = b"aZ b\t\n\x0b\x0c\r\x1c\x1f\x00.,!Q";
+        let mut rng = crate::hashing::SplitMix64::new(11);
+        for _ in 0..3000 {
+            let len = (rng.next_u64() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| char::from(alphabet[(rng.next_u64() % alphabet.len() as u64) as usize]))
+                .collect();
+            for s in [Shingling::Words(1), Shingling::Words(3)] {
+                let mut scratch = Scratch::default();
+                s.hash_text(&text, &mut scratch);
+                let norm = crate::normalize::normalize(&text);
+                let (mut w, mut b, mut h) = (Vec::new(), Vec::new(), Vec::new());
+                s.hash_into(&norm, &mut w, &mut b, &mut h);
+                assert_eq!(scratch.hashes, h, "{text:?}");
+            }
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! per permutation) but it measures a cosine-like similarity, so a Hamming radius
 //! rather than a Jaccard threshold decides.
 
+use crate::config::{Config, Method};
 use crate::hashing::fmix64;
-use crate::index::{reserve_quarter, Config, Method, Sketcher, Store};
 use crate::serial::{ReadResult, Reader, Writer};
 use crate::shingle::{Scratch, Shingling};
 use crate::simhash::{hamming, simhash, table_masks};
+use crate::store::{reserve_quarter, Sketcher, Store};
 use crate::table::KeyTable;
 
 pub struct SimHashSketcher {
@@ -35,8 +36,14 @@ pub struct SimHashStore {
 
 impl SimHashStore {
     #[inline]
-    fn key(&self, table: usize, h: u64) -> u32 {
-        (fmix64((h & self.masks[table]) ^ self.seed ^ table as u64) >> 32) as u32
+    fn table_key(&self, table: usize, h: u64) -> u32 {
+        let mask = self.masks.get(table).copied().unwrap_or(u64::MAX);
+        (fmix64((h & mask) ^ self.seed ^ table as u64) >> 32) as u32
+    }
+
+    fn check(&self, a: u64, b: u64) -> Option<f64> {
+        let d = hamming(a, b);
+        (d <= self.max_distance).then(|| 1.0 - f64::from(d) / 64.0)
     }
 }
 
@@ -61,31 +68,30 @@ impl Store for SimHashStore {
         )
     }
 
-    fn find(&self, h: &u64, live: impl Fn(u32) -> bool, mut found: impl FnMut(u32, f64)) {
-        let mut cands: Vec<u32> = Vec::new();
-        for (i, t) in self.tables.iter().enumerate() {
-            t.get(self.key(i, *h), |slot| cands.push(slot));
-        }
-        cands.sort_unstable();
-        cands.dedup();
-        for slot in cands {
-            if !live(slot) {
-                continue;
-            }
-            if let Some(&stored) = self.hashes.get(slot as usize) {
-                let d = hamming(stored, *h);
-                if d <= self.max_distance {
-                    found(slot, 1.0 - f64::from(d) / 64.0);
-                }
-            }
-        }
+    fn tables(&self) -> &[KeyTable] {
+        &self.tables
     }
 
-    fn insert(&mut self, slot: u32, h: u64) {
-        for i in 0..self.tables.len() {
-            let k = self.key(i, h);
-            self.tables[i].insert(k, slot);
-        }
+    fn tables_mut(&mut self) -> &mut [KeyTable] {
+        &mut self.tables
+    }
+
+    #[inline]
+    fn key(&self, &h: &u64, table: usize) -> u32 {
+        self.table_key(table, h)
+    }
+
+    fn verify_stored(&self, &h: &u64, slot: u32, _collisions: usize) -> Option<f64> {
+        self.hashes
+            .get(slot as usize)
+            .and_then(|&stored| self.check(stored, h))
+    }
+
+    fn verify_pair(&self, &a: &u64, &b: &u64, _collisions: usize) -> Option<f64> {
+        self.check(a, b)
+    }
+
+    fn push_payload(&mut self, &h: &u64) {
         reserve_quarter(&mut self.hashes, 1);
         self.hashes.push(h);
     }
@@ -93,7 +99,7 @@ impl Store for SimHashStore {
     fn remove(&mut self, slot: u32) {
         if let Some(&h) = self.hashes.get(slot as usize) {
             for i in 0..self.tables.len() {
-                let k = self.key(i, h);
+                let k = self.table_key(i, h);
                 self.tables[i].remove(k, slot);
             }
         }
@@ -118,7 +124,7 @@ impl Store for SimHashStore {
         for (slot, &h) in hashes.iter().enumerate() {
             if live(slot as u32) {
                 for i in 0..store.tables.len() {
-                    let k = store.key(i, h);
+                    let k = store.table_key(i, h);
                     store.tables[i].insert(k, slot as u32);
                 }
             }
@@ -127,19 +133,16 @@ impl Store for SimHashStore {
         Ok((sketcher, store))
     }
 
-    fn memory_bytes(&self) -> usize {
-        self.tables
-            .iter()
-            .map(KeyTable::memory_bytes)
-            .sum::<usize>()
-            + self.hashes.capacity() * 8
+    fn payload_bytes(&self) -> usize {
+        self.hashes.capacity() * 8
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Index, Verify};
+    use crate::config::Verify;
+    use crate::index::Index;
 
     fn cfg(k: u32) -> Config {
         Config::new(
