@@ -100,3 +100,16 @@ async def test_synth_level_defaults_and_bad_settings() -> None:
         Synth([sim()], dedup_prompts=1.5)
     with pytest.raises(InvalidRequestError, match="dedup_action"):
         Synth([sim()], dedup_action="delete")  # type: ignore[arg-type]
+
+
+async def test_a_user_deduplicator_of_any_method_plugs_in() -> None:
+    from agentic_synth.similarity import Deduplicator
+
+    for method in ("minhash", "simhash", "exact"):
+        dedup = Deduplicator(threshold=0.8, method=method)
+        async with Synth([sim()]) as synth:
+            results = await synth.generate_batch(
+                [BASE, "Name three rivers in Europe", BASE], dedup_prompts=dedup, max_tokens=8
+            )
+        assert [r.duplicate_of for r in results] == [None, None, 0], method  # type: ignore[union-attr]
+        assert len(dedup) == 2
