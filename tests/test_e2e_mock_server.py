@@ -151,10 +151,16 @@ async def test_primary_dead_for_the_whole_run_fallback_carries_the_load() -> Non
     assert m.fallbacks >= 5 and m.fallbacks + m.breaker_rejections >= 300
 
 
-async def test_wrong_key_everywhere_stops_the_batch_with_a_clear_error() -> None:
+async def test_wrong_key_everywhere_stops_the_batch_with_a_clear_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
     async with MockServer(SimConfig(), api_key="the-right-key") as srv:
         async with Synth([anthropic(srv), openai(srv)], max_concurrency=8) as synth:
             with pytest.raises(ConfigurationError, match="rejected its API key") as info:
                 await synth.generate_batch([f"q{i}" for i in range(10_000)], max_tokens=8)
-    assert "sk-ant-test-key" not in str(info.value) and "sk-test" not in str(info.value)
+            snapshot = repr(synth.metrics())
+    assert caplog.records  # the disabled models were logged...
+    for text in (str(info.value), repr(info.value), caplog.text, snapshot, repr(synth)):
+        assert "sk-ant-test-key" not in text and "sk-test" not in text  # ...without keys
     assert sum(srv.stats.requests.values()) < 100  # stopped, not a million 401s

@@ -145,3 +145,40 @@ def test_generate_dedups_prompts(tmp_path: Path) -> None:
     )
     records = read_jsonl(out)
     assert [r.get("duplicate_of") for r in records] == [None, 0, 0, None]
+
+
+def test_ctrl_c_stops_promptly_and_keeps_what_completed(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentic_synth.cli",
+            "generate",
+            "--count",
+            "100000",
+            "--sim-latency",
+            "0.05",
+            "-c",
+            "32",
+            "--output",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 2000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stopped_at = time.monotonic()
+    _, err = proc.communicate(timeout=20)
+    assert time.monotonic() - stopped_at < 5  # promptly
+    assert proc.returncode == 130, err
+    records = read_jsonl(out)  # every line whole: nothing half-written
+    assert 0 < len(records) < 100_000
+    assert len({r["index"] for r in records}) == len(records)
+    assert "interrupted" in err
