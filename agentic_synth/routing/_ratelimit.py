@@ -228,6 +228,13 @@ class ModelRateLimiter:
         Waiters are served in arrival order, so a large request is never starved
         by smaller ones. A waiter cancelled before its turn takes nothing.
         """
+        reservation = self.try_acquire(input_tokens, output_tokens)
+        if reservation is not None:
+            return reservation
+        return await self._queue(input_tokens, output_tokens)
+
+    def try_acquire(self, input_tokens: int, output_tokens: int) -> Reservation | None:
+        """Take the amounts now if nobody waits and every limit has room, else None."""
         if not self._lanes:
             return Reservation(input_tokens, output_tokens, 0.0)
         if input_tokens < 0 or output_tokens < 0:
@@ -236,7 +243,7 @@ class ModelRateLimiter:
             self._recover()
         if not self._waiters and self._delay(input_tokens, output_tokens) == 0.0:
             return self._take(input_tokens, output_tokens)
-        return await self._queue(input_tokens, output_tokens)
+        return None
 
     async def _queue(self, input_tokens: int, output_tokens: int) -> Reservation:
         waiter = _Waiter()

@@ -247,16 +247,26 @@ class Router:
         if ticket is None:
             raise _Refused
         reservation: Reservation | None = None
+        acquired = False
         try:
-            if slot.limiter is not None or slot.semaphore is not None:
+            limiter, semaphore = slot.limiter, slot.semaphore
+            if limiter is not None:
+                tokens_in = self._estimate_input(request)
+                reservation = limiter.try_acquire(tokens_in, request.max_tokens)
+            if semaphore is not None and semaphore.value > 0:
+                semaphore.acquire_nowait()
+                acquired = True
+            if (limiter is not None and reservation is None) or (
+                semaphore is not None and not acquired
+            ):
+                # must wait: within the request deadline only
                 remaining = progress.deadline_at - self._clock()
                 with anyio.move_on_after(remaining) as scope:
-                    if slot.limiter is not None:
-                        reservation = await slot.limiter.acquire(
-                            self._estimate_input(request), request.max_tokens
-                        )
-                    if slot.semaphore is not None:
-                        await slot.semaphore.acquire()
+                    if limiter is not None and reservation is None:
+                        reservation = await limiter.acquire(tokens_in, request.max_tokens)
+                    if semaphore is not None and not acquired:
+                        await semaphore.acquire()
+                        acquired = True
                 if scope.cancelled_caught:
                     raise APITimeoutError(
                         "request deadline passed while waiting for the client-side rate "
@@ -267,6 +277,8 @@ class Router:
             slot.breaker.release(ticket)
             if reservation is not None and slot.limiter is not None:
                 slot.limiter.release(reservation)
+            if acquired and slot.semaphore is not None:
+                slot.semaphore.release()
             raise
         slot.in_flight += 1
         return _Admission(slot, ticket, reservation, self._clock())

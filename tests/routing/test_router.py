@@ -389,3 +389,26 @@ async def test_breaker_transitions_are_logged_through_stdlib_logging(
         "breaker_transition" in r.getMessage() and "new='open'" in r.getMessage()
         for r in caplog.records
     )
+
+
+async def test_max_in_flight_caps_concurrent_calls_per_model() -> None:
+    clock = Clock()
+    live = peak = 0
+
+    class Counting(Scripted):
+        async def complete(self, model: str, request: Request) -> ProviderResponse:
+            nonlocal live, peak
+            live += 1
+            peak = max(peak, live)
+            for _ in range(3):
+                await anyio.sleep(0)
+            live -= 1
+            return ProviderResponse("ok", "end_turn", Usage(1, 1))
+
+    spec = ModelSpec("sim", "a", max_in_flight=2)
+    router = Router([(spec, Counting({}))], metrics=Metrics(clock), clock=clock)  # type: ignore[list-item]
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(router.complete, REQ)
+    assert peak == 2
+    assert router._model_state()["sim:a"]["in_flight"] == 0
