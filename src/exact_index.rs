@@ -5,7 +5,7 @@ use crate::config::{Config, Method};
 use crate::normalize::normalize_into;
 use crate::serial::{ReadResult, Reader, Writer};
 use crate::shingle::Scratch;
-use crate::store::{reserve_quarter, Sketcher, Store};
+use crate::store::{reserve_slack, Sketcher, Store};
 use crate::table::KeyTable;
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -66,7 +66,7 @@ impl Store for ExactStore {
     }
 
     fn push_payload(&mut self, &fp: &u128) {
-        reserve_quarter(&mut self.fps, 1);
+        reserve_slack(&mut self.fps, 1);
         self.fps.push(fp);
     }
 

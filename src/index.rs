@@ -4,7 +4,7 @@
 //! payload). Every text handed to `insert`/`insert_if_new` takes the next
 //! *position* (0, 1, 2, ...), whether it is stored or rejected as a duplicate, so
 //! positions line up with the caller's stream of texts. Stored texts live in
-//! dense *slots*; `positions[slot]` maps back.
+//! dense *slots*; `Slots` maps each back to its position.
 //!
 //! Batch calls work chunk by chunk and give exactly the results of one call per
 //! text: sketches are computed in parallel, every table is probed with the whole
@@ -13,6 +13,7 @@
 //! ones are inserted table by table.
 
 use crate::config::Config;
+use crate::seq::Slots;
 use crate::serial::{ReadResult, Reader, Writer};
 use crate::shingle::Scratch;
 use crate::store::{self, SketchOf, Sketcher, Store, ALONE};
@@ -21,7 +22,7 @@ use rayon::prelude::*;
 
 /// Texts per step of the batch calls (small under test so chunk seams get exercised).
 #[cfg(not(test))]
-const CHUNK: usize = 16384;
+const CHUNK: usize = 65536;
 #[cfg(test)]
 const CHUNK: usize = 50;
 /// Below this many texts a batch is sketched on the calling thread.
@@ -43,12 +44,6 @@ fn better(a: Option<Hit>, b: Option<Hit>) -> Option<Hit> {
         (x, None) => x,
         (None, y) => y,
     }
-}
-
-fn is_live(positions: &[u64], slot: u32) -> bool {
-    positions
-        .get(slot as usize)
-        .is_some_and(|p| p & REMOVED == 0)
 }
 
 fn sort_hits(hits: &mut [Hit]) {
@@ -77,7 +72,7 @@ pub struct Index<S: Store> {
     cfg: Config,
     sketcher: S::Sketcher,
     store: S,
-    positions: Vec<u64>,
+    slots: Slots,
     live: usize,
     next_position: u64,
     /// `(position of a rejected text, position of the stored text it duplicated)`.
@@ -91,7 +86,7 @@ impl<S: Store> Index<S> {
             cfg,
             sketcher,
             store,
-            positions: Vec::new(),
+            slots: Slots::default(),
             live: 0,
             next_position: 0,
             duplicates: Vec::new(),
@@ -120,7 +115,7 @@ impl<S: Store> Index<S> {
     /// duplicate log), from allocated capacities.
     pub fn memory_bytes(&self) -> usize {
         store::memory_bytes(&self.store)
-            + self.positions.capacity() * 8
+            + self.slots.memory_bytes()
             + self.duplicates.capacity() * 16
     }
 
@@ -135,13 +130,13 @@ impl<S: Store> Index<S> {
     }
 
     fn hits(&self, sketch: &SketchOf<S>) -> Vec<Hit> {
-        let positions = &self.positions;
+        let slots = &self.slots;
         let mut hits = Vec::new();
         store::find(
             &self.store,
             sketch,
-            |s| is_live(positions, s),
-            |slot, sim| hits.push((positions[slot as usize], sim)),
+            |s| slots.is_live(s),
+            |slot, sim| hits.push((slots.position(slot), sim)),
         );
         sort_hits(&mut hits);
         hits
@@ -159,23 +154,22 @@ impl<S: Store> Index<S> {
     }
 
     fn check_room(&self, more: usize) -> Result<(), String> {
-        if self.positions.len() + more > KeyTable::MAX_VALUE as usize {
+        if self.slots.len() + more > KeyTable::MAX_VALUE as usize {
             return Err("index is full (4,294,967,294 stored texts)".into());
         }
         Ok(())
     }
 
     fn record_duplicate(&mut self, position: u64, of: u64) {
-        store::reserve_quarter(&mut self.duplicates, 1);
+        store::reserve_slack(&mut self.duplicates, 1);
         self.duplicates.push((position, of));
     }
 
     fn store_one(&mut self, sketch: &SketchOf<S>) -> Result<u64, String> {
         self.check_room(1)?;
         let p = self.take_positions(1)?;
-        let slot = self.positions.len() as u32;
-        store::reserve_quarter(&mut self.positions, 1);
-        self.positions.push(p);
+        let slot = self.slots.len() as u32;
+        self.slots.push(p);
         store::insert(&mut self.store, slot, sketch);
         self.live += 1;
         Ok(p)
@@ -208,19 +202,14 @@ impl<S: Store> Index<S> {
 
     /// Mark the text stored at `position` as removed; false if there is none.
     pub fn remove(&mut self, position: u64) -> bool {
-        let Ok(slot) = self
-            .positions
-            .binary_search_by_key(&position, |p| p & !REMOVED)
-        else {
-            return false;
-        };
-        if self.positions[slot] & REMOVED != 0 {
-            return false;
+        match self.slots.remove(position) {
+            Some(slot) => {
+                self.store.remove(slot);
+                self.live -= 1;
+                true
+            }
+            None => false,
         }
-        self.positions[slot] |= REMOVED;
-        self.store.remove(slot as u32);
-        self.live -= 1;
-        true
     }
 
     /// Store the chunk texts chosen by `kept_index` (chunk indices, increasing) under
@@ -231,13 +220,14 @@ impl<S: Store> Index<S> {
         sketches: &[SketchOf<S>],
         kept: &[(u32, u64)],
     ) {
-        let first_slot = self.positions.len() as u32;
+        let first_slot = self.slots.len() as u32;
         let mut slot_of = vec![u32::MAX; sketches.len()];
         for (k, &(i, _)) in kept.iter().enumerate() {
             slot_of[i as usize] = first_slot + k as u32;
         }
-        store::reserve_quarter(&mut self.positions, kept.len());
-        self.positions.extend(kept.iter().map(|&(_, p)| p));
+        for &(_, p) in kept {
+            self.slots.push(p);
+        }
         let kept_sketches: Vec<&SketchOf<S>> =
             kept.iter().map(|&(i, _)| &sketches[i as usize]).collect();
         let slot_of = |i: u32| slot_of.get(i as usize).copied().filter(|&s| s != u32::MAX);
@@ -284,10 +274,8 @@ impl<S: Store> Index<S> {
         let first = self.take_positions(sketches.len())?;
         let refs: Vec<&SketchOf<S>> = sketches.iter().collect();
         let keyed = store::chunk_keys(&self.store, &refs);
-        let positions = &self.positions;
-        let probe = store::probe_chunk(&self.store, &keyed, sketches.len(), |s| {
-            is_live(positions, s)
-        });
+        let slots = &self.slots;
+        let probe = store::probe_chunk(&self.store, &keyed, sketches.len(), |s| slots.is_live(s));
         // Kept chunk members of each key group, in order; a text only ever sees the
         // members kept before it.
         let mut kept_in_group: Vec<Vec<u32>> = vec![Vec::new(); probe.groups];
@@ -306,7 +294,7 @@ impl<S: Store> Index<S> {
             for run in mine.chunk_by(|a, b| a.1 == b.1) {
                 let slot = run[0].1;
                 if let Some(sim) = self.store.verify_stored(sketch, slot, run.len()) {
-                    best = better(best, Some((self.positions[slot as usize], sim)));
+                    best = better(best, Some((self.slots.position(slot), sim)));
                 }
             }
             local.clear();
@@ -345,7 +333,7 @@ impl<S: Store> Index<S> {
                 }
             }
         }
-        store::reserve_quarter(&mut self.duplicates, dups.len());
+        store::reserve_slack(&mut self.duplicates, dups.len());
         self.duplicates.extend(dups);
         self.store_chunk(&keyed, sketches, &kept);
         Ok(out)
@@ -373,11 +361,16 @@ impl<S: Store> Index<S> {
         w.u32(FORMAT_VERSION);
         self.cfg.write(&mut w);
         w.u64(self.next_position);
-        w.u64s(&self.positions);
+        let flagged: Vec<u64> = self
+            .slots
+            .iter()
+            .map(|(p, live)| if live { p } else { p | REMOVED })
+            .collect();
+        w.u64s(&flagged);
         let flat: Vec<u64> = self.duplicates.iter().flat_map(|&(a, b)| [a, b]).collect();
         w.u64s(&flat);
-        let positions = &self.positions;
-        self.store.write(&mut w, |s| is_live(positions, s));
+        let slots = &self.slots;
+        self.store.write(&mut w, |s| slots.is_live(s));
         w.finish()
     }
 
@@ -403,14 +396,18 @@ impl<S: Store> Index<S> {
             return Err("corrupt position table".into());
         }
         let duplicates: Vec<(u64, u64)> = flat.chunks_exact(2).map(|c| (c[0], c[1])).collect();
-        let (sketcher, store) = S::read(&cfg, &mut r, positions.len(), |s| is_live(&positions, s))?;
+        let slots: Slots = positions
+            .iter()
+            .map(|&p| (p & !REMOVED, p & REMOVED == 0))
+            .collect();
+        let (sketcher, store) = S::read(&cfg, &mut r, slots.len(), |s| slots.is_live(s))?;
         r.expect_end()?;
-        let live = positions.iter().filter(|p| *p & REMOVED == 0).count();
+        let live = slots.live_count();
         Ok(Self {
             cfg,
             sketcher,
             store,
-            positions,
+            slots,
             live,
             next_position,
             duplicates,

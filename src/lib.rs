@@ -6,6 +6,7 @@
 mod config;
 mod digest;
 mod exact_index;
+mod fpset;
 mod hashing;
 mod index;
 mod lsh;
@@ -13,6 +14,7 @@ mod minhash;
 mod minhash_index;
 mod normalize;
 mod py_similarity;
+mod seq;
 mod serial;
 mod shingle;
 mod simhash;

@@ -2,8 +2,9 @@
 //!
 //! Memory per stored text is one table entry per band (8 bytes at 72-90% load)
 //! plus the verification payload:
-//! - `Verify::Exact`: the shingle set as sorted 16-bit fingerprints (2 bytes per
-//!   distinct shingle, ~100 bytes for a 50-word prompt with word 3-grams). Jaccard
+//! - `Verify::Exact`: the shingle set as 16-bit fingerprints, Elias–Fano coded
+//!   (about 1.6 bytes per distinct shingle, ~78 bytes for a 50-word prompt with
+//!   word 3-grams; see `fpset`). Jaccard
 //!   on these is exact up to fingerprint collisions, which only add a spurious
 //!   match with probability |A \ B| * |B \ A| / 65536;
 //! - `Verify::Signature`: the low byte of every permutation (`num_perm` bytes),
@@ -14,11 +15,13 @@
 //! cost 512 bytes per text.
 
 use crate::config::{Config, Method, Verify};
+use crate::fpset;
 use crate::lsh;
 use crate::minhash::{estimate_b8, fold32, Permutations};
+use crate::seq::Seq;
 use crate::serial::{ReadResult, Reader, Writer};
 use crate::shingle::{jaccard_sorted, Scratch, Shingling};
-use crate::store::{reserve_quarter, Sketcher, Store};
+use crate::store::{reserve_slack, Sketcher, Store};
 use crate::table::KeyTable;
 
 pub struct MinHashSketcher {
@@ -32,8 +35,10 @@ pub struct MinHashSketcher {
 
 pub struct MinHashSketch {
     keys: Vec<u32>,
-    /// Sorted, distinct 16-bit shingle fingerprints (exact verification only).
+    /// Sorted, distinct 16-bit shingle fingerprints (exact verification only)...
     fps: Vec<u16>,
+    /// ...and their compact encoding, made here so the parallel phase pays for it.
+    fps_code: Vec<u8>,
     /// Low byte of each signature slot (signature verification only).
     sig8: Vec<u8>,
 }
@@ -42,6 +47,55 @@ pub struct MinHashSketch {
 #[inline(always)]
 fn fingerprint16(h: u64) -> u16 {
     (h >> 48) as u16
+}
+
+/// Sorted, distinct 16-bit fingerprints of `hashes`. The fingerprints are
+/// uniform, so one counting pass on the high byte leaves buckets of about one
+/// element each to finish by insertion sort: cheaper than a comparison sort at the
+/// ~50 shingles of a prompt, and every text pays it.
+fn sorted_fingerprints(hashes: &[u64]) -> Vec<u16> {
+    let n = hashes.len();
+    let mut out = vec![0u16; n];
+    if n < 32 {
+        for (o, &h) in out.iter_mut().zip(hashes) {
+            *o = fingerprint16(h);
+        }
+        out.sort_unstable();
+    } else {
+        let mut starts = [0u32; 257];
+        for &h in hashes {
+            starts[usize::from(fingerprint16(h) >> 8) + 1] += 1;
+        }
+        for b in 1..257 {
+            starts[b] += starts[b - 1];
+        }
+        let mut next = starts;
+        for &h in hashes {
+            let f = fingerprint16(h);
+            let b = usize::from(f >> 8);
+            out[next[b] as usize] = f;
+            next[b] += 1;
+        }
+        for w in starts.windows(2) {
+            let bucket = &mut out[w[0] as usize..w[1] as usize];
+            if bucket.len() <= 16 {
+                // Insertion sort: buckets hold about n / 256 elements.
+                for i in 1..bucket.len() {
+                    let v = bucket[i];
+                    let mut j = i;
+                    while j > 0 && bucket[j - 1] > v {
+                        bucket[j] = bucket[j - 1];
+                        j -= 1;
+                    }
+                    bucket[j] = v;
+                }
+            } else {
+                bucket.sort_unstable();
+            }
+        }
+    }
+    out.dedup();
+    out
 }
 
 impl MinHashSketcher {
@@ -76,19 +130,23 @@ impl Sketcher for MinHashSketcher {
         let mut keys = Vec::with_capacity(self.bands as usize);
         lsh::band_keys(sig, self.bands, self.rows, self.seed, &mut keys);
         let fps = match self.verify {
-            Verify::Exact => {
-                let mut f: Vec<u16> = hashes.iter().map(|&h| fingerprint16(h)).collect();
-                f.sort_unstable();
-                f.dedup();
-                f
-            }
+            Verify::Exact => sorted_fingerprints(hashes),
             Verify::Signature | Verify::None => Vec::new(),
         };
         let sig8 = match self.verify {
             Verify::Signature => sig.iter().map(|&v| v as u8).collect(),
             Verify::Exact | Verify::None => Vec::new(),
         };
-        MinHashSketch { keys, fps, sig8 }
+        let mut fps_code = Vec::new();
+        if self.verify == Verify::Exact {
+            fpset::encode(&fps, &mut fps_code);
+        }
+        MinHashSketch {
+            keys,
+            fps,
+            fps_code,
+            sig8,
+        }
     }
 }
 
@@ -98,9 +156,9 @@ pub struct MinHashStore {
     num_perm: usize,
     bands: u32,
     tables: Vec<KeyTable>,
-    fp_data: Vec<u16>,
-    /// `fp_data[fp_offsets[s]..fp_offsets[s + 1]]` is slot `s`'s set (exact mode).
-    fp_offsets: Vec<u64>,
+    fp_data: Vec<u8>,
+    /// `fp_data[fp_offsets[s]..fp_offsets[s + 1]]` is slot `s`'s encoded set (exact mode).
+    fp_offsets: Seq,
     sig_data: Vec<u8>,
 }
 
@@ -115,10 +173,11 @@ fn verify_sets(a: &[u16], b: &[u16], threshold: f64) -> Option<f64> {
 }
 
 impl MinHashStore {
-    fn fps(&self, slot: u32) -> &[u16] {
+    /// Encoded fingerprint set of `slot` (empty for a slot dropped on save).
+    fn fps_code(&self, slot: u32) -> &[u8] {
         let s = slot as usize;
         match (self.fp_offsets.get(s), self.fp_offsets.get(s + 1)) {
-            (Some(&a), Some(&b)) => self.fp_data.get(a as usize..b as usize).unwrap_or(&[]),
+            (Some(a), Some(b)) => self.fp_data.get(a as usize..b as usize).unwrap_or(&[]),
             _ => &[],
         }
     }
@@ -155,7 +214,7 @@ impl Store for MinHashStore {
             bands: cfg.bands,
             tables: (0..cfg.bands).map(|_| KeyTable::new()).collect(),
             fp_data: Vec::new(),
-            fp_offsets: vec![0],
+            fp_offsets: std::iter::once(0).collect(),
             sig_data: Vec::new(),
         };
         (MinHashSketcher::new(cfg), store)
@@ -175,11 +234,19 @@ impl Store for MinHashStore {
     }
 
     fn verify_stored(&self, sk: &MinHashSketch, slot: u32, collisions: usize) -> Option<f64> {
-        self.check(
-            (self.fps(slot), &sk.fps),
-            (self.sig8(slot), &sk.sig8),
-            collisions,
-        )
+        if self.verify != Verify::Exact {
+            return self.check((&[], &[]), (self.sig8(slot), &sk.sig8), collisions);
+        }
+        let code = self.fps_code(slot);
+        // Size filter before decoding: J <= min/max of the set sizes.
+        let n = fpset::count(code).unwrap_or(0);
+        let m = sk.fps.len();
+        if (n.min(m) as f64) < self.threshold * n.max(m) as f64 {
+            return None;
+        }
+        let mut stored = Vec::new();
+        fpset::decode(code, &mut stored)?;
+        verify_sets(&stored, &sk.fps, self.threshold)
     }
 
     fn verify_pair(&self, a: &MinHashSketch, b: &MinHashSketch, collisions: usize) -> Option<f64> {
@@ -189,13 +256,12 @@ impl Store for MinHashStore {
     fn push_payload(&mut self, sk: &MinHashSketch) {
         match self.verify {
             Verify::Exact => {
-                reserve_quarter(&mut self.fp_data, sk.fps.len());
-                self.fp_data.extend_from_slice(&sk.fps);
-                reserve_quarter(&mut self.fp_offsets, 1);
+                reserve_slack(&mut self.fp_data, sk.fps_code.len());
+                self.fp_data.extend_from_slice(&sk.fps_code);
                 self.fp_offsets.push(self.fp_data.len() as u64);
             }
             Verify::Signature => {
-                reserve_quarter(&mut self.sig_data, sk.sig8.len());
+                reserve_slack(&mut self.sig_data, sk.sig8.len());
                 self.sig_data.extend_from_slice(&sk.sig8);
             }
             Verify::None => {}
@@ -223,12 +289,12 @@ impl Store for MinHashStore {
         offsets.push(0u64);
         for s in 0..slots as u32 {
             if live(s) {
-                data.extend_from_slice(self.fps(s));
+                data.extend_from_slice(self.fps_code(s));
             }
             offsets.push(data.len() as u64);
         }
         w.u64s(&offsets);
-        w.u16s(&data);
+        w.bytes(&data);
         w.bytes(&self.sig_data);
     }
 
@@ -251,7 +317,7 @@ impl Store for MinHashStore {
             *t = KeyTable::from_pairs(&pairs).ok_or("corrupt band table")?;
         }
         let offsets = r.u64s()?;
-        let data = r.u16s()?;
+        let data = r.bytes()?.to_vec();
         let sig = r.bytes()?;
         match cfg.verify {
             Verify::Exact => {
@@ -262,10 +328,12 @@ impl Store for MinHashStore {
                 if !ok {
                     return Err("corrupt shingle-set offsets".into());
                 }
-                store.fp_offsets = offsets;
+                store.fp_offsets = offsets.into_iter().collect();
                 store.fp_data = data;
+                let mut scratch = Vec::new();
                 for s in 0..slots as u32 {
-                    if store.fps(s).windows(2).any(|w| w[0] >= w[1]) {
+                    let code = store.fps_code(s);
+                    if !code.is_empty() && fpset::decode(code, &mut scratch).is_none() {
                         return Err("corrupt shingle set".into());
                     }
                 }
@@ -282,7 +350,7 @@ impl Store for MinHashStore {
     }
 
     fn payload_bytes(&self) -> usize {
-        self.fp_data.capacity() * 2 + self.fp_offsets.capacity() * 8 + self.sig_data.capacity()
+        self.fp_data.capacity() + self.fp_offsets.memory_bytes() + self.sig_data.capacity()
     }
 }
 
@@ -379,6 +447,18 @@ mod tests {
             );
             assert!(back.query(BASE).is_empty());
             assert!(Index::<MinHashStore>::from_bytes(&bytes[..bytes.len() / 2]).is_err());
+        }
+    }
+
+    #[test]
+    fn sorted_fingerprints_sort_and_dedup() {
+        let mut rng = crate::hashing::SplitMix64::new(4);
+        for n in [0usize, 1, 31, 32, 57, 500, 70_000] {
+            let hashes: Vec<u64> = (0..n).map(|i| rng.next_u64() >> (i % 3 * 8)).collect();
+            let mut expect: Vec<u16> = hashes.iter().map(|&h| fingerprint16(h)).collect();
+            expect.sort_unstable();
+            expect.dedup();
+            assert!(sorted_fingerprints(&hashes) == expect, "n={n}");
         }
     }
 

@@ -37,17 +37,15 @@ pub fn normalize_into(text: &str, out: &mut String) {
     // characters go through the Unicode machinery.
     let mut w = Collapser::new(out);
     let mut folded = String::new();
-    for word in text.as_bytes().split(|&b| is_ascii_space(b)) {
+    for word in text.split(|c: char| c.is_ascii() && is_ascii_space(c as u8)) {
         if word.is_empty() {
             continue;
         }
         w.space();
         if word.is_ascii() {
             // No whitespace inside (we split on it), so append it wholesale.
-            w.push_ascii_word(std::str::from_utf8(word).unwrap_or_default());
+            w.push_ascii_word(word);
         } else {
-            // Splitting at ASCII bytes keeps UTF-8 sequences whole.
-            let word = std::str::from_utf8(word).unwrap_or_default();
             fold_word(word, &mut folded);
             for c in folded.chars() {
                 w.push(c);

@@ -34,14 +34,6 @@ impl Writer {
         self.buf.extend_from_slice(v);
     }
 
-    pub fn u16s(&mut self, v: &[u16]) {
-        self.u64(v.len() as u64);
-        self.buf.reserve(v.len() * 2);
-        for x in v {
-            self.buf.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-
     pub fn u64s(&mut self, v: &[u64]) {
         self.u64(v.len() as u64);
         self.buf.reserve(v.len() * 8);
@@ -129,15 +121,6 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 
-    pub fn u16s(&mut self) -> ReadResult<Vec<u16>> {
-        let n = self.len(2)?;
-        Ok(self
-            .take(n * 2)?
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect())
-    }
-
     pub fn u64s(&mut self) -> ReadResult<Vec<u64>> {
         let n = self.len(8)?;
         Ok(self
@@ -172,7 +155,6 @@ mod tests {
         w.u64(u64::MAX);
         w.f64(0.25);
         w.bytes(b"abc");
-        w.u16s(&[1, 2]);
         w.u64s(&[4, 5]);
         let data = w.finish();
         let mut r = Reader::new(&data).unwrap();
@@ -181,7 +163,6 @@ mod tests {
         assert_eq!(r.u64().unwrap(), u64::MAX);
         assert_eq!(r.f64().unwrap(), 0.25);
         assert_eq!(r.bytes().unwrap(), b"abc");
-        assert_eq!(r.u16s().unwrap(), vec![1, 2]);
         assert_eq!(r.u64s().unwrap(), vec![4, 5]);
         r.expect_end().unwrap();
     }

@@ -10,7 +10,7 @@ use crate::hashing::fmix64;
 use crate::serial::{ReadResult, Reader, Writer};
 use crate::shingle::{Scratch, Shingling};
 use crate::simhash::{hamming, simhash, table_masks};
-use crate::store::{reserve_quarter, Sketcher, Store};
+use crate::store::{reserve_slack, Sketcher, Store};
 use crate::table::KeyTable;
 
 pub struct SimHashSketcher {
@@ -92,7 +92,7 @@ impl Store for SimHashStore {
     }
 
     fn push_payload(&mut self, &h: &u64) {
-        reserve_quarter(&mut self.hashes, 1);
+        reserve_slack(&mut self.hashes, 1);
         self.hashes.push(h);
     }
 

@@ -71,11 +71,12 @@ pub fn memory_bytes<S: Store>(store: &S) -> usize {
         + store.payload_bytes()
 }
 
-/// Grow `v` so `additional` more items fit, by at most a quarter of its length
-/// beyond that: keeps spare capacity (and reported memory) within 25%.
-pub fn reserve_quarter<T>(v: &mut Vec<T>, additional: usize) {
+/// Grow `v` so `additional` more items fit, by at most an eighth of its length
+/// beyond that: keeps spare capacity (and reported memory) within 12.5%, while
+/// large vectors still grow geometrically (amortised O(1) pushes).
+pub fn reserve_slack<T>(v: &mut Vec<T>, additional: usize) {
     if v.capacity() - v.len() < additional {
-        v.reserve_exact(additional.max(v.len() / 4).max(16));
+        v.reserve_exact(additional.max(v.len() / 8).max(16));
     }
 }
 
@@ -163,13 +164,31 @@ pub fn sort_hashed_pairs(v: &mut Vec<(u32, u32)>) {
 
 /// Per table, the `(key, chunk index)` of every sketch, sorted; tables in parallel.
 pub fn chunk_keys<S: Store>(store: &S, sketches: &[&SketchOf<S>]) -> Vec<Vec<(u32, u32)>> {
-    (0..store.tables().len())
+    let tables = store.tables().len();
+    if tables == 0 {
+        return Vec::new();
+    }
+    // Gather every key once into a row-per-text matrix, so each table's pass below
+    // reads memory in order instead of chasing one pointer per text.
+    let mut matrix = vec![0u32; sketches.len() * tables];
+    matrix
+        .par_chunks_mut(tables)
+        .zip(sketches)
+        .with_min_len(256)
+        .for_each(|(row, s)| {
+            for (t, k) in row.iter_mut().enumerate() {
+                *k = store.key(s, t);
+            }
+        });
+    (0..tables)
         .into_par_iter()
         .map(|t| {
-            let mut keyed: Vec<(u32, u32)> = sketches
+            let mut keyed: Vec<(u32, u32)> = matrix
                 .iter()
+                .skip(t)
+                .step_by(tables)
                 .enumerate()
-                .map(|(i, s)| (store.key(s, t), i as u32))
+                .map(|(i, &k)| (k, i as u32))
                 .collect();
             sort_hashed_pairs(&mut keyed);
             keyed
