@@ -305,9 +305,8 @@ def main() -> None:
     t0 = time.perf_counter()
     texts = make_corpus(args.n, seed=args.seed, target_words=WORDS).texts
     words = sum(len(t.split()) for t in texts[:20_000]) / min(len(texts), 20_000)
-    print(
-        f"corpus: {args.n:,} prompts, {words:.1f} words on average ({time.perf_counter() - t0:.0f} s to build)"
-    )
+    built = time.perf_counter() - t0
+    print(f"corpus: {args.n:,} prompts, {words:.1f} words on average ({built:.0f} s to build)")
     print(f"cores: {os.cpu_count()}")
 
     rows, memory = speed(texts, args.datasketch_n, args.skip_baselines)
@@ -353,9 +352,8 @@ def main() -> None:
         {"metric": f"pairs, verify={k[6:]}", **v} for k, v in acc.items() if k.startswith("pairs_")
     ]
     acc_rows += [{"metric": k, **v} for k, v in acc.items() if k.startswith("decisions_")]
-    print(
-        f"\naccuracy at threshold {THRESHOLD} on {acc['docs']:,} documents, {acc['true_pairs']:,} true pairs:"
-    )
+    print(f"\naccuracy at threshold {THRESHOLD} on {acc['docs']:,} documents,", end=" ")
+    print(f"{acc['true_pairs']:,} true pairs:")
     print(
         table(
             acc_rows,
@@ -371,9 +369,8 @@ def main() -> None:
             ],
         )
     )
-    print(
-        f"MinHash(128) estimate within +-0.1 of exact: {acc['estimate_within_0_1']:.2%} of {acc['estimate_pairs']:,} pairs"
-    )
+    within, pairs = acc["estimate_within_0_1"], acc["estimate_pairs"]
+    print(f"MinHash(128) estimate within +-0.1 of exact: {within:.2%} of {pairs:,} pairs")
 
     targets = {}
     by = {r["system"]: r for r in rows}
