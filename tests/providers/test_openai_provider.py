@@ -1,4 +1,8 @@
-"""The OpenAI-compatible provider against scripted loopback handlers (exact wire control)."""
+"""The OpenAI-compatible provider against scripted loopback handlers (exact wire control).
+
+Every test runs on both transports (``lean`` and ``aiohttp``): the ``transport``
+fixture sets the default each provider built in the test picks up.
+"""
 
 from __future__ import annotations
 
@@ -129,6 +133,15 @@ def error(status: int, body: Any, headers: dict[str, str] | None = None) -> Hand
     return handler
 
 
+@pytest.fixture(autouse=True, params=openai_provider.TRANSPORTS)
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    name: str = request.param
+    monkeypatch.setattr(openai_provider, "DEFAULT_TRANSPORT", name)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    return name
+
+
 @pytest.fixture
 async def scripted() -> AsyncIterator[Scripted]:
     s = Scripted()
@@ -141,6 +154,7 @@ async def scripted() -> AsyncIterator[Scripted]:
 async def provider(scripted: Scripted) -> AsyncIterator[OpenAIProvider]:
     spec = ModelSpec("openai", "gpt-x", base_url=scripted.url, api_key=KEY, timeout=5.0)
     p = openai_provider.create(spec, max_connections=8)
+    assert p.transport == openai_provider.DEFAULT_TRANSPORT
     yield p
     await p.aclose()
 
@@ -431,9 +445,42 @@ async def test_connection_refused_is_connection_error() -> None:
     assert_no_key(info.value)
 
 
-def test_repr_hides_key() -> None:
+def test_repr_hides_key(transport: str) -> None:
     p = OpenAIProvider(base_url="http://h:1/v1", api_key=KEY, timeout=1, max_connections=1)
-    assert KEY not in repr(p) and "h:1" in repr(p)
+    assert KEY not in repr(p) and "h:1" in repr(p) and transport in repr(p)
+
+
+def test_transport_option_is_validated_and_used(transport: str) -> None:
+    spec = ModelSpec("openai", "m", base_url="http://h:1/v1", options={"transport": transport})
+    openai_provider.validate(spec)
+    other = "aiohttp" if transport == "lean" else "lean"
+    chosen = ModelSpec("openai", "m", base_url="http://h:1/v1", options={"transport": other})
+    assert openai_provider.create(chosen, max_connections=1).transport == other
+    bad = ModelSpec("openai", "m", base_url="http://h:1/v1", options={"transport": "httpx"})
+    with pytest.raises(ConfigurationError, match="'lean', 'aiohttp'"):
+        openai_provider.validate(bad)
+
+
+@pytest.mark.parametrize("var", ["HTTPS_PROXY", "ALL_PROXY", "https_proxy"])
+def test_proxy_environment_selects_aiohttp(
+    transport: str, var: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv(var, "http://proxy.internal:3128")
+    remote = OpenAIProvider(
+        base_url="https://api.example.com/v1", api_key=KEY, timeout=1, max_connections=1
+    )
+    assert remote.transport == "aiohttp"
+    # Loopback never goes through a proxy; an explicit choice always wins.
+    local = OpenAIProvider(
+        base_url="http://127.0.0.1:1/v1", api_key=KEY, timeout=1, max_connections=1
+    )
+    assert local.transport == transport
+    spec = ModelSpec(
+        "openai", "m", base_url="https://api.example.com/v1", options={"transport": "lean"}
+    )
+    assert openai_provider.create(spec, max_connections=1).transport == "lean"
 
 
 def assert_no_key(exc: BaseException) -> None:
