@@ -74,7 +74,6 @@ class _Conn(asyncio.Protocol):
         self.buffered = 0
         self.paused = False
         self.got_bytes = False
-        self.headers_done = False
         self.complete = False
         self.keep = True
         self.until_eof = False
@@ -124,16 +123,16 @@ class _Conn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.keep = self.parser.should_keep_alive()
-        self.headers_done = True
-        names = {name.lower() for name, _ in self.raw_headers}
-        self.until_eof = (
-            b"content-length" not in names
-            and b"transfer-encoding" not in names
-            and self.status not in (204, 304)
-            and self.status >= 200
-        )
-        if self.until_eof:
-            self.keep = False
+        if not self.keep:
+            # A body delimited by the end of the connection also rules out keep-alive,
+            # so the common case skips this look at the headers.
+            names = {name.lower() for name, _ in self.raw_headers}
+            self.until_eof = (
+                b"content-length" not in names
+                and b"transfer-encoding" not in names
+                and self.status not in (204, 304)
+                and self.status >= 200
+            )
         if self.streaming:
             self._resolve()
 
@@ -360,6 +359,8 @@ class LeanHTTPClient:
 
     def _release(self, conn: _Conn) -> None:
         reusable = conn.keep and conn.complete and conn.error is None and not conn.closed
+        if reusable and conn.paused and conn.transport is not None:
+            conn.transport.resume_reading()  # an idle connection must notice a close
         conn.reset_message()
         if reusable and conn in self._conns:
             conn.idle = True

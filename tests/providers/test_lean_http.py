@@ -312,6 +312,34 @@ async def test_streaming_yields_pieces_as_they_arrive_and_reuses_the_connection(
     assert server.connections == 1
 
 
+async def test_large_streamed_bodies_pause_reading_and_reuse(
+    serve: Callable[..., Awaitable[Server]],
+) -> None:
+    """Bodies beyond the read-ahead limit pause the socket; a reused connection reads again."""
+    sizes = iter([1 << 20, 300_000, 10])
+
+    async def handler(reader: asyncio.StreamReader, w: asyncio.StreamWriter, s: Server) -> None:
+        while await s.read_request(reader) is not None:
+            w.write(ok(b"x" * next(sizes)))
+            await w.drain()
+
+    server = await serve(handler)
+    client = client_for(server)
+    try:
+        stream = await client.stream("POST", "/", {}, b"")
+        assert await stream.read() == b"x" * (1 << 20)
+        stream.close()
+        # Complete while paused, never read: the idle connection must be resumed.
+        stream = await client.stream("POST", "/", {}, b"")
+        await wait_for(lambda: stream._conn.complete)
+        assert stream._conn.paused
+        stream.close()
+        assert (await client.request("POST", "/", {}, b"", total=5)).body == b"x" * 10
+    finally:
+        await client.aclose()
+    assert server.connections == 1
+
+
 async def test_streaming_early_close_closes_the_connection(
     serve: Callable[..., Awaitable[Server]],
 ) -> None:
