@@ -263,7 +263,15 @@ class LeanHTTPClient:
     Bound to the event loop of its first request (like any asyncio transport).
     """
 
-    def __init__(self, scheme: str, host: str, port: int | None, *, max_connections: int) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int | None,
+        *,
+        max_connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         if scheme not in ("http", "https"):
             raise ValueError(f"scheme must be http or https, got {scheme!r}")
         if max_connections < 1:
@@ -271,7 +279,7 @@ class LeanHTTPClient:
         default_port = 443 if scheme == "https" else 80
         self._host = host
         self._port = port or default_port
-        self._ssl = ssl.create_default_context() if scheme == "https" else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if scheme == "https" else None
         name = f"[{host}]" if ":" in host else host
         self._host_header = name if self._port == default_port else f"{name}:{self._port}"
         self._limit = max_connections

@@ -447,3 +447,43 @@ def test_works_on_uvloop() -> None:
         return whole, streamed, server.connections
 
     assert uvloop.run(scenario()) == (b"ABC", b"DEF", 1)
+
+
+async def test_https_with_certificate_verification() -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    try:
+        # verified against the test CA, hostname checked
+        client = LeanHTTPClient("https", "localhost", port, max_connections=2, ssl_context=trusting)
+        try:
+            out = await client.request("GET", "/", {})
+            assert (out.status, out.body) == (200, b"secure")
+        finally:
+            await client.aclose()
+        # the system trust store does not know the test CA: refused, not silently accepted
+        strict = LeanHTTPClient("https", "localhost", port, max_connections=1)
+        try:
+            with pytest.raises(LeanHTTPError) as info:
+                await strict.request("GET", "/", {})
+            assert info.value.reason == "connect"
+        finally:
+            await strict.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
