@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 /// Texts per step of the batch calls (small under test so chunk seams get exercised).
 #[cfg(not(test))]
-const CHUNK: usize = 65536;
+const CHUNK: usize = 16384;
 #[cfg(test)]
 const CHUNK: usize = 50;
 /// Below this many texts a batch is sketched on the calling thread.
@@ -276,27 +276,47 @@ impl<S: Store> Index<S> {
         let keyed = store::chunk_keys(&self.store, &refs);
         let slots = &self.slots;
         let probe = store::probe_chunk(&self.store, &keyed, sketches.len(), |s| slots.is_live(s));
+        // Checks against stored texts do not depend on this chunk's decisions, so
+        // they run in parallel; the ordered pass below only adds the chunk's own.
+        let mut starts = vec![0usize; sketches.len() + 1];
+        for &(i, _) in &probe.stored {
+            starts[i as usize + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let store = &self.store;
+        let stored = &probe.stored;
+        let best_stored = |i: usize| {
+            let mut best: Option<Hit> = None;
+            for run in stored[starts[i]..starts[i + 1]].chunk_by(|a, b| a.1 == b.1) {
+                let slot = run[0].1;
+                if let Some(sim) = store.verify_stored(&sketches[i], slot, run.len()) {
+                    best = better(best, Some((slots.position(slot), sim)));
+                }
+            }
+            best
+        };
+        let prior: Vec<Option<Hit>> = if stored.is_empty() {
+            vec![None; sketches.len()]
+        } else {
+            (0..sketches.len())
+                .into_par_iter()
+                .with_min_len(64)
+                .map(best_stored)
+                .collect()
+        };
         // Kept chunk members of each key group, in order; a text only ever sees the
         // members kept before it.
         let mut kept_in_group: Vec<Vec<u32>> = vec![Vec::new(); probe.groups];
         let mut kept: Vec<(u32, u64)> = Vec::new();
         let mut chunk_position = vec![0u64; sketches.len()];
         let mut out = Vec::with_capacity(sketches.len());
-        let mut stored = probe.stored.as_slice();
         let mut local: Vec<u32> = Vec::new();
         let mut dups: Vec<(u64, u64)> = Vec::new();
         for (i, sketch) in sketches.iter().enumerate() {
             let p = first + i as u64;
-            let mut best: Option<Hit> = None;
-            let n_stored = stored.iter().take_while(|&&(j, _)| j as usize == i).count();
-            let (mine, rest) = stored.split_at(n_stored);
-            stored = rest;
-            for run in mine.chunk_by(|a, b| a.1 == b.1) {
-                let slot = run[0].1;
-                if let Some(sim) = self.store.verify_stored(sketch, slot, run.len()) {
-                    best = better(best, Some((self.slots.position(slot), sim)));
-                }
-            }
+            let mut best = prior[i];
             local.clear();
             if probe.grouped[i] {
                 for run_of in &probe.run_of {

@@ -41,6 +41,8 @@ pub struct MinHashSketch {
     fps_code: Vec<u8>,
     /// Low byte of each signature slot (signature verification only).
     sig8: Vec<u8>,
+    /// Lowest bit of each of the first 128 signature slots (exact mode pre-filter).
+    bits: [u64; 2],
 }
 
 /// 16-bit fingerprint of a shingle hash (top bits; the signature uses the folded low bits).
@@ -98,6 +100,11 @@ fn sorted_fingerprints(hashes: &[u64]) -> Vec<u16> {
     out
 }
 
+/// Signature slots the exact-mode pre-filter reads.
+fn bit_slots(cfg: &Config) -> u32 {
+    (cfg.bands * cfg.rows).min(128)
+}
+
 impl MinHashSketcher {
     fn new(cfg: &Config) -> Self {
         // Signature verification needs every permutation; otherwise only the banded ones.
@@ -138,14 +145,19 @@ impl Sketcher for MinHashSketcher {
             Verify::Exact | Verify::None => Vec::new(),
         };
         let mut fps_code = Vec::new();
+        let mut bits = [0u64; 2];
         if self.verify == Verify::Exact {
             fpset::encode(&fps, &mut fps_code);
+            for (i, &v) in sig.iter().take(128).enumerate() {
+                bits[i / 64] |= u64::from(v & 1) << (i % 64);
+            }
         }
         MinHashSketch {
             keys,
             fps,
             fps_code,
             sig8,
+            bits,
         }
     }
 }
@@ -159,7 +171,28 @@ pub struct MinHashStore {
     fp_data: Vec<u8>,
     /// `fp_data[fp_offsets[s]..fp_offsets[s + 1]]` is slot `s`'s encoded set (exact mode).
     fp_offsets: Seq,
+    /// `MinHashSketch::bits` of each slot, two words per slot (exact mode).
+    bits: Vec<u64>,
+    /// Pre-filter cut-off: a candidate whose 1-bit estimate is below it is rejected
+    /// without decoding its fingerprints (see `prefilter_cutoff`).
+    cutoff: f64,
+    /// Signature slots behind `bits` (128, or fewer if the bands use fewer).
+    bit_slots: u32,
     sig_data: Vec<u8>,
+}
+
+/// 1-bit MinHash: two texts' lowest signature bits agree with probability
+/// `(1 + J) / 2`, so `2 * agree / k - 1` estimates J with standard deviation
+/// `2 * sqrt(p (1 - p) / k)`. Rejecting estimates more than five deviations below
+/// the threshold skips most false LSH candidates while a pair at the threshold is
+/// wrongly dropped with probability below 3e-7 (bits of the colliding band agree
+/// by construction, which only raises the estimate).
+fn prefilter_cutoff(threshold: f64, k: u32) -> f64 {
+    if k == 0 {
+        return f64::NEG_INFINITY;
+    }
+    let p = (1.0 + threshold) / 2.0;
+    threshold - 5.0 * 2.0 * (p * (1.0 - p) / f64::from(k)).sqrt()
 }
 
 /// Exact Jaccard of two sorted 16-bit fingerprint sets if it reaches `threshold`.
@@ -180,6 +213,14 @@ impl MinHashStore {
             (Some(a), Some(b)) => self.fp_data.get(a as usize..b as usize).unwrap_or(&[]),
             _ => &[],
         }
+    }
+
+    /// False when the 1-bit estimate rules the pair out (exact mode only).
+    fn may_match(&self, a: &[u64; 2], b: &[u64; 2]) -> bool {
+        let k = self.bit_slots;
+        let differ = (a[0] ^ b[0]).count_ones() + (a[1] ^ b[1]).count_ones();
+        let agree = f64::from(k - differ.min(k));
+        2.0 * agree / f64::from(k.max(1)) - 1.0 >= self.cutoff
     }
 
     fn sig8(&self, slot: u32) -> &[u8] {
@@ -215,6 +256,9 @@ impl Store for MinHashStore {
             tables: (0..cfg.bands).map(|_| KeyTable::new()).collect(),
             fp_data: Vec::new(),
             fp_offsets: std::iter::once(0).collect(),
+            bits: Vec::new(),
+            cutoff: prefilter_cutoff(cfg.threshold, bit_slots(cfg)),
+            bit_slots: bit_slots(cfg),
             sig_data: Vec::new(),
         };
         (MinHashSketcher::new(cfg), store)
@@ -237,6 +281,14 @@ impl Store for MinHashStore {
         if self.verify != Verify::Exact {
             return self.check((&[], &[]), (self.sig8(slot), &sk.sig8), collisions);
         }
+        let s = slot as usize * 2;
+        let stored_bits = [
+            self.bits.get(s).copied().unwrap_or(0),
+            self.bits.get(s + 1).copied().unwrap_or(0),
+        ];
+        if !self.may_match(&stored_bits, &sk.bits) {
+            return None;
+        }
         let code = self.fps_code(slot);
         // Size filter before decoding: J <= min/max of the set sizes.
         let n = fpset::count(code).unwrap_or(0);
@@ -244,12 +296,25 @@ impl Store for MinHashStore {
         if (n.min(m) as f64) < self.threshold * n.max(m) as f64 {
             return None;
         }
-        let mut stored = Vec::new();
-        fpset::decode(code, &mut stored)?;
-        verify_sets(&stored, &sk.fps, self.threshold)
+        thread_local! {
+            static DECODED: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        DECODED.with(|buf| {
+            let mut fresh = Vec::new();
+            let mut guard = buf.try_borrow_mut();
+            let stored = match guard.as_deref_mut() {
+                Ok(b) => b,
+                Err(_) => &mut fresh,
+            };
+            fpset::decode(code, stored)?;
+            verify_sets(stored, &sk.fps, self.threshold)
+        })
     }
 
     fn verify_pair(&self, a: &MinHashSketch, b: &MinHashSketch, collisions: usize) -> Option<f64> {
+        if self.verify == Verify::Exact && !self.may_match(&a.bits, &b.bits) {
+            return None;
+        }
         self.check((&a.fps, &b.fps), (&a.sig8, &b.sig8), collisions)
     }
 
@@ -259,6 +324,8 @@ impl Store for MinHashStore {
                 reserve_slack(&mut self.fp_data, sk.fps_code.len());
                 self.fp_data.extend_from_slice(&sk.fps_code);
                 self.fp_offsets.push(self.fp_data.len() as u64);
+                reserve_slack(&mut self.bits, 2);
+                self.bits.extend_from_slice(&sk.bits);
             }
             Verify::Signature => {
                 reserve_slack(&mut self.sig_data, sk.sig8.len());
@@ -295,6 +362,7 @@ impl Store for MinHashStore {
         }
         w.u64s(&offsets);
         w.bytes(&data);
+        w.u64s(&self.bits);
         w.bytes(&self.sig_data);
     }
 
@@ -318,6 +386,7 @@ impl Store for MinHashStore {
         }
         let offsets = r.u64s()?;
         let data = r.bytes()?.to_vec();
+        let bits = r.u64s()?;
         let sig = r.bytes()?;
         match cfg.verify {
             Verify::Exact => {
@@ -328,6 +397,10 @@ impl Store for MinHashStore {
                 if !ok {
                     return Err("corrupt shingle-set offsets".into());
                 }
+                if bits.len() != slots * 2 {
+                    return Err("corrupt pre-filter bits".into());
+                }
+                store.bits = bits;
                 store.fp_offsets = offsets.into_iter().collect();
                 store.fp_data = data;
                 let mut scratch = Vec::new();
@@ -350,7 +423,10 @@ impl Store for MinHashStore {
     }
 
     fn payload_bytes(&self) -> usize {
-        self.fp_data.capacity() + self.fp_offsets.memory_bytes() + self.sig_data.capacity()
+        self.fp_data.capacity()
+            + self.fp_offsets.memory_bytes()
+            + self.bits.capacity() * 8
+            + self.sig_data.capacity()
     }
 }
 
@@ -460,6 +536,43 @@ mod tests {
             expect.dedup();
             assert!(sorted_fingerprints(&hashes) == expect, "n={n}");
         }
+    }
+
+    #[test]
+    fn prefilter_keeps_every_pair_at_or_above_threshold() {
+        assert!((prefilter_cutoff(0.8, 128) - 0.535).abs() < 0.01);
+        let c = cfg(Verify::Exact);
+        let (sketcher, store) = MinHashStore::new(&c);
+        let mut scratch = Scratch::default();
+        let mut rng = crate::hashing::SplitMix64::new(12);
+        let (mut kept, mut rejected_far) = (0, 0);
+        for trial in 0..2000u64 {
+            let words: Vec<String> = (0..60).map(|i| format!("w{}_{}", trial, i)).collect();
+            let mut edited = words.clone();
+            let edits = (rng.next_u64() % 12) as usize;
+            for _ in 0..edits {
+                let at = (rng.next_u64() % 60) as usize;
+                edited[at] = format!("x{}", rng.next_u64());
+            }
+            let (a, b) = (words.join(" "), edited.join(" "));
+            let sa = sketcher.sketch(&a, &mut scratch);
+            let sb = sketcher.sketch(&b, &mut scratch);
+            let j = jaccard_sorted(&sa.fps, &sb.fps);
+            if j >= 0.8 {
+                assert!(
+                    store.may_match(&sa.bits, &sb.bits),
+                    "pair with J={j} rejected"
+                );
+                kept += 1;
+            } else if j < 0.4 && !store.may_match(&sa.bits, &sb.bits) {
+                rejected_far += 1;
+            }
+        }
+        assert!(kept > 100);
+        assert!(
+            rejected_far > 0,
+            "the pre-filter should reject clearly different pairs"
+        );
     }
 
     #[test]

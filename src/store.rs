@@ -210,7 +210,10 @@ pub fn insert_keyed<S: Store>(
         .zip(keyed)
         .for_each(|(table, keyed)| {
             table.reserve(kept.len());
-            for &(k, i) in keyed {
+            for (at, &(k, i)) in keyed.iter().enumerate() {
+                if let Some(&(ahead, _)) = keyed.get(at + PREFETCH_AHEAD) {
+                    table.prefetch(ahead);
+                }
                 if let Some(slot) = slot_of(i) {
                     table.insert(k, slot);
                 }
@@ -220,6 +223,9 @@ pub fn insert_keyed<S: Store>(
         store.push_payload(s);
     }
 }
+
+/// How many sorted keys ahead the table sweeps prefetch.
+const PREFETCH_AHEAD: usize = 8;
 
 /// Marker for a chunk text whose key is not shared with another text of the chunk.
 pub const ALONE: u32 = u32::MAX;
@@ -253,7 +259,13 @@ pub fn probe_chunk<S: Store>(
             let mut stored = Vec::new();
             let mut run_of = vec![ALONE; n];
             let mut groups = 0u32;
+            let mut at = 0;
             for run in keyed.chunk_by(|a, b| a.0 == b.0) {
+                // Keys ascend, so the table is swept; fetch a few lookups ahead.
+                if let Some(&(k, _)) = keyed.get(at + PREFETCH_AHEAD) {
+                    table.prefetch(k);
+                }
+                at += run.len();
                 table.get(run[0].0, |slot| {
                     if live(slot) {
                         stored.extend(run.iter().map(|&(_, i)| (i, slot)));
