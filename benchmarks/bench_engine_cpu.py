@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import statistics
 
 import anyio
 from _report import save, table, timed
@@ -56,53 +57,65 @@ async def engine(n: int, concurrency: int) -> tuple[float, float]:
     return t.cpu / n * 1e6, n / t.wall
 
 
-async def main(n: int) -> None:
-    gc.collect()
-    provider_us = await bare_provider(n)
+async def main(n: int, repeat: int) -> None:
     one = [ModelSpec("sim", "a")]
     limited = [
         ModelSpec("sim", "a", rpm=1e9, input_tpm=1e12, output_tpm=1e12),
         ModelSpec("sim", "b"),
         ModelSpec("sim", "c"),
     ]
-    router_us = await bare_router(n, one, "priority")
-    router_limited_us = await bare_router(n, limited, "least_latency")
-    rows = []
-    for concurrency in (1, 64, 256):
-        cpu_us, rate = await engine(n, concurrency)
-        rows.append(
-            {
-                "path": f"Synth.generate_batch, concurrency {concurrency}",
-                "cpu_us": cpu_us,
-                "engine_us": cpu_us - provider_us,
-                "req_s": rate,
-            }
-        )
-    rows[:0] = [
+    runs: dict[str, list[float]] = {}
+    rates: dict[str, list[float]] = {}
+    for _ in range(repeat):  # interleaved, so drift in machine load hits every row alike
+        gc.collect()
+        runs.setdefault("provider", []).append(await bare_provider(n))
+        runs.setdefault("router", []).append(await bare_router(n, one, "priority"))
+        runs.setdefault("router_limited", []).append(await bare_router(n, limited, "least_latency"))
+        for c in (1, 64, 256):
+            cpu_us, rate = await engine(n, c)
+            runs.setdefault(f"engine_{c}", []).append(cpu_us)
+            rates.setdefault(f"engine_{c}", []).append(rate)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    provider_us = med["provider"]
+    rows: list[dict[str, object]] = [
         {"path": "baseline: SimProvider.complete alone", "cpu_us": provider_us},
         {
             "path": "Router.complete, 1 model",
-            "cpu_us": router_us,
-            "router_us": router_us - provider_us,
+            "cpu_us": med["router"],
+            "router_us": med["router"] - provider_us,
         },
         {
             "path": "Router.complete, 3 models, rpm+tpm limits, least_latency",
-            "cpu_us": router_limited_us,
-            "router_us": router_limited_us - provider_us,
+            "cpu_us": med["router_limited"],
+            "router_us": med["router_limited"] - provider_us,
         },
     ]
-    print(f"{n} requests per row, 64 output tokens, zero simulated latency\n")
+    for c in (1, 64, 256):
+        rows.append(
+            {
+                "path": f"Synth.generate_batch, concurrency {c}",
+                "cpu_us": med[f"engine_{c}"],
+                "engine_us": med[f"engine_{c}"] - provider_us,
+                "req_s": statistics.median(rates[f"engine_{c}"]),
+            }
+        )
+    print(
+        f"{n} requests per row, 64 output tokens, zero simulated latency, "
+        f"median of {repeat} interleaved runs\n"
+    )
     print(table(rows, ["path", "cpu_us", "router_us", "engine_us", "req_s"]))
-    worst = max(r["cpu_us"] for r in rows if r["path"].startswith("Synth"))
+    worst = max(med[f"engine_{c}"] for c in (1, 64, 256))
     print(f"\nengine total, worst concurrency: {worst:.1f} us/request (target <= 50)")
     print(
-        f"router overhead: {router_us - provider_us:.1f} us plain, "
-        f"{router_limited_us - provider_us:.1f} us with limits (target <= 20)"
+        f"router overhead: {med['router'] - provider_us:.1f} us plain, "
+        f"{med['router_limited'] - provider_us:.1f} us with limits (target <= 20)"
     )
-    print("results:", save("engine_cpu", {"n": n, "rows": rows}))
+    print("results:", save("engine_cpu", {"n": n, "repeat": repeat, "rows": rows, "runs": runs}))
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000)
-    anyio.run(main, ap.parse_args().n)
+    ap.add_argument("--repeat", type=int, default=5)
+    a = ap.parse_args()
+    anyio.run(main, a.n, a.repeat)
