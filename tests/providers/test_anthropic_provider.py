@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 import anyio
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from scripted_server import Handler
+from scripted_server import ScriptedServer as Scripted
 
 from agentic_synth._exceptions import (
     APIConnectionError,
@@ -33,35 +34,6 @@ from agentic_synth.providers.anthropic import AnthropicProvider, schema_instruct
 from agentic_synth.simulator import MockServer, SimConfig
 
 KEY = "sk-ant-test-ANTHROPICKEY0123456789"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Scripted:
-    """A loopback server whose ``/v1/messages`` runs the current ``handler``."""
-
-    def __init__(self) -> None:
-        self.handler: Handler = _ok_handler
-        self.seen: list[tuple[dict[str, Any], dict[str, str]]] = []
-        self.disconnects = 0
-        #: Client ports seen, one per TCP connection used.
-        self.peers: set[int] = set()
-        app = web.Application()
-        app.router.add_post("/v1/messages", self._dispatch)
-        self.server = TestServer(app)
-
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append((await request.json(), dict(request.headers)))
-        assert request.transport is not None
-        self.peers.add(request.transport.get_extra_info("peername")[1])
-        try:
-            return await self.handler(request)
-        except (ConnectionResetError, asyncio.CancelledError):
-            self.disconnects += 1
-            raise
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url(""))
 
 
 MESSAGE = {
@@ -180,7 +152,7 @@ def api_error(kind: str, message: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def scripted() -> AsyncIterator[Scripted]:
-    s = Scripted()
+    s = Scripted("/v1/messages", _ok_handler)
     await s.server.start_server()
     yield s
     await s.server.close()
