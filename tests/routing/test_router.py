@@ -401,7 +401,7 @@ async def test_max_in_flight_caps_concurrent_calls_per_model() -> None:
             live += 1
             peak = max(peak, live)
             for _ in range(3):
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             live -= 1
             return ProviderResponse("ok", "end_turn", Usage(1, 1))
 
