@@ -71,12 +71,12 @@ pub fn memory_bytes<S: Store>(store: &S) -> usize {
         + store.payload_bytes()
 }
 
-/// Grow `v` so `additional` more items fit, by at most an eighth of its length
-/// beyond that: keeps spare capacity (and reported memory) within 12.5%, while
-/// large vectors still grow geometrically (amortised O(1) pushes).
+/// Grow `v` so `additional` more items fit, plus 1/32 of its length: spare
+/// capacity (and reported memory) stays within ~3%, and growth stays geometric
+/// (amortised O(1) pushes; large buffers are grown by `mremap`, not copied).
 pub fn reserve_slack<T>(v: &mut Vec<T>, additional: usize) {
     if v.capacity() - v.len() < additional {
-        v.reserve_exact(additional.max(v.len() / 8).max(16));
+        v.reserve_exact(additional.max(v.len() / 32).max(16));
     }
 }
 
