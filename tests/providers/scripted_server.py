@@ -7,6 +7,7 @@ streams, disconnects) that the simulator's mock server does not produce.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,3 +44,36 @@ class ScriptedServer:
     @property
     def url(self) -> str:
         return str(self.server.make_url(self._url_path))
+
+
+def sse_handler(
+    parts: tuple[bytes, ...], *, headers: dict[str, str], pause: float = 0.0, close: bool = False
+) -> Handler:
+    """Send ``parts`` as an SSE body (``close``: drop the connection instead of ending it)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **headers})
+        await resp.prepare(request)
+        for part in parts:
+            await resp.write(part)
+            await asyncio.sleep(pause)
+        if close:
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+def error(status: int, body: Any, headers: dict[str, str] | None = None) -> Handler:
+    """Answer with ``status`` and a JSON (or raw string) body."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        text = body if isinstance(body, str) else json.dumps(body)
+        return web.Response(
+            status=status, text=text, headers=headers, content_type="application/json"
+        )
+
+    return handler

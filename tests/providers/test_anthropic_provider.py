@@ -12,7 +12,7 @@ import anthropic
 import anyio
 import pytest
 from aiohttp import web
-from scripted_server import Handler
+from scripted_server import Handler, error, sse_handler
 from scripted_server import ScriptedServer as Scripted
 
 from agentic_synth._exceptions import (
@@ -114,36 +114,12 @@ END = (
 
 
 def streaming(*parts: bytes, pause: float = 0.0, close: bool = False) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "request-id": "req_s",
-                "anthropic-ratelimit-tokens-remaining": "900",
-            }
-        )
-        await resp.prepare(request)
-        for part in parts:
-            await resp.write(part)
-            await asyncio.sleep(pause)
-        if close:
-            assert request.transport is not None
-            request.transport.close()
-            return resp
-        await resp.write_eof()
-        return resp
-
-    return handler
-
-
-def error(status: int, body: Any, headers: dict[str, str] | None = None) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        text = body if isinstance(body, str) else json.dumps(body)
-        return web.Response(
-            status=status, text=text, headers=headers, content_type="application/json"
-        )
-
-    return handler
+    return sse_handler(
+        parts,
+        headers={"request-id": "req_s", "anthropic-ratelimit-tokens-remaining": "900"},
+        pause=pause,
+        close=close,
+    )
 
 
 def api_error(kind: str, message: str) -> dict[str, Any]:
