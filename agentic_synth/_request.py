@@ -159,18 +159,24 @@ def build_request(item: Prompt, params: GenerationParams) -> Request:
 def canonical_bytes(request: Request, model: str = "") -> bytes:
     """A stable byte encoding of everything that determines a request's answer.
 
-    Used for fingerprints (cache keys, exact-repeat dedup, the simulator's seed).
-    The timeout is left out: it changes when an answer arrives, not what it is.
+    Used for fingerprints (cache keys, exact-repeat dedup) and as the simulator's
+    seed. Each part is length-prefixed, so no content can forge a boundary; lone
+    surrogates are kept (``surrogatepass``) rather than raising. The timeout is
+    left out: it changes when an answer arrives, not what it is.
     """
-    doc = {
-        "model": model,
-        "messages": request.messages,
-        "system": request.system,
-        "max_tokens": request.max_tokens,
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "stop": request.stop,
-        "json_schema": request.json_schema,
-        "extra": request.extra,
-    }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    parts = [
+        model,
+        str(request.max_tokens),
+        request.system or "",
+        repr(request.temperature),
+        repr(request.top_p),
+        "\x1f".join(request.stop),
+    ]
+    for message in request.messages:
+        parts.append(message["role"])
+        parts.append(message["content"])
+    if request.json_schema is not None:
+        parts.append(json.dumps(request.json_schema, sort_keys=True, default=str))
+    if request.extra:
+        parts.append(json.dumps(request.extra, sort_keys=True, default=str))
+    return "".join(f"{len(p)}:{p}" for p in parts).encode("utf-8", "surrogatepass")

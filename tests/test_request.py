@@ -85,3 +85,21 @@ def test_fingerprint_ignores_timeout_but_not_content() -> None:
     assert len(request_fingerprint(a)) == 16
     assert request_fingerprint_hex(a) == request_fingerprint(a).hex()
     assert canonical_bytes(a) == canonical_bytes(b)
+
+
+def test_canonical_bytes_are_unambiguous_and_take_any_text() -> None:
+    # a separator inside content cannot make two different requests collide
+    a = build_request([{"role": "user", "content": "x\x1ey"}], P)
+    b = build_request(
+        [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": "y"},
+            {"role": "user", "content": "z"},
+        ],
+        P,
+    )
+    assert canonical_bytes(a) != canonical_bytes(b)
+    lone = build_request("half a pair: \ud800", P)  # a lone surrogate must not raise
+    assert len(request_fingerprint(lone)) == 16
+    with_extra = build_request({"prompt": "hello", "extra": {"seed": 1}}, P)
+    assert canonical_bytes(with_extra) != canonical_bytes(build_request("hello", P))

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._core import fingerprint  # type: ignore[import-not-found,unused-ignore]
+from .._request import canonical_bytes
 from .._types import Request
 from ._config import FAULT_KINDS, SimConfig
 from ._schema_json import generate_json
 from ._text import corpus
 
-__all__ = ["Outcome", "Simulator", "canonical_bytes", "estimate_tokens"]
+__all__ = ["Outcome", "Simulator", "estimate_tokens"]
 
 FinishReason = Literal["end", "max_tokens", "stop_sequence"]
 
@@ -35,23 +36,6 @@ _SEEN_GENERATION = 1 << 17
 def estimate_tokens(text: str) -> int:
     """Input-token estimate: one token per 4 characters (rounded up), at least 1."""
     return (len(text) + 3) // 4 or 1
-
-
-def canonical_bytes(request: Request) -> bytes:
-    """A stable encoding of everything that shapes a request's answer."""
-    parts = [
-        str(request.max_tokens),
-        request.system or "",
-        repr(request.temperature),
-        repr(request.top_p),
-        "\x1f".join(request.stop),
-    ]
-    for message in request.messages:
-        parts.append(message["role"])
-        parts.append(message["content"])
-    if request.json_schema is not None:
-        parts.append(json.dumps(request.json_schema, sort_keys=True, default=str))
-    return "\x1e".join(parts).encode("utf-8", "surrogatepass")
 
 
 @dataclass(slots=True)

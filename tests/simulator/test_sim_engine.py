@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from agentic_synth._request import canonical_bytes
 from agentic_synth._types import Request
 from agentic_synth.simulator import SimConfig, Simulator, estimate_tokens
-from agentic_synth.simulator._engine import _SeenCounter, canonical_bytes
+from agentic_synth.simulator._engine import _SeenCounter
 from agentic_synth.simulator._text import Corpus, corpus
 
 
