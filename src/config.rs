@@ -117,36 +117,26 @@ impl Config {
                 "max_distance must be between 0 and {MAX_DISTANCE}, got {max_distance}"
             ));
         }
-        if method != Method::MinHash {
-            // Banding only applies to MinHash; the other methods record none.
-            let (bands, rows) = (0, 0);
-            return Ok(Self {
-                method,
-                threshold,
-                shingling,
-                num_perm,
-                bands,
-                rows,
-                verify,
-                max_distance,
-                seed,
-            });
-        }
-        let (bands, rows) = match (bands, rows) {
-            (Some(b), Some(r)) => (b, r),
-            (Some(b), None) if b > 0 => (b, num_perm / b),
-            (None, Some(r)) if r > 0 => (num_perm / r, r),
-            (None, None) => {
-                let (fp, fn_) = default_weights(verify);
-                lsh::optimal_params(threshold, num_perm, fp, fn_)
+        let (bands, rows) = if method != Method::MinHash {
+            (0, 0) // banding only applies to MinHash; the other methods record none
+        } else {
+            let (bands, rows) = match (bands, rows) {
+                (Some(b), Some(r)) => (b, r),
+                (Some(b), None) if b > 0 => (b, num_perm / b),
+                (None, Some(r)) if r > 0 => (num_perm / r, r),
+                (None, None) => {
+                    let (fp, fn_) = default_weights(verify);
+                    lsh::optimal_params(threshold, num_perm, fp, fn_)
+                }
+                (b, r) => (b.unwrap_or(0), r.unwrap_or(0)),
+            };
+            if bands == 0 || rows == 0 || u64::from(bands) * u64::from(rows) > u64::from(num_perm) {
+                return Err(format!(
+                    "need bands >= 1, rows >= 1 and bands * rows <= num_perm ({num_perm}), got {bands} x {rows}"
+                ));
             }
-            (b, r) => (b.unwrap_or(0), r.unwrap_or(0)),
+            (bands, rows)
         };
-        if bands == 0 || rows == 0 || u64::from(bands) * u64::from(rows) > u64::from(num_perm) {
-            return Err(format!(
-                "need bands >= 1, rows >= 1 and bands * rows <= num_perm ({num_perm}), got {bands} x {rows}"
-            ));
-        }
         Ok(Self {
             method,
             threshold,

@@ -35,6 +35,9 @@ mod tests {
     #[test]
     fn known_value_does_not_drift() {
         // xxh3-128 of the empty input with seed 0 (reference value of the algorithm).
-        assert_eq!(to_hex(fingerprint128(b"")), "99aa06d3014798d86001c324468d497f");
+        assert_eq!(
+            to_hex(fingerprint128(b"")),
+            "99aa06d3014798d86001c324468d497f"
+        );
     }
 }
