@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -188,12 +188,7 @@ class Router:
                     provider,
                     CircuitBreaker(
                         spec.name,
-                        failure_threshold=cfg.failure_threshold,
-                        failure_rate=cfg.failure_rate,
-                        window=cfg.window,
-                        min_requests=cfg.min_requests,
-                        cooldown=cfg.cooldown,
-                        half_open_probes=cfg.half_open_probes,
+                        **asdict(cfg),
                         clock=clock,
                         on_transition=self._on_transition,
                     ),
