@@ -7,18 +7,25 @@ from ._exceptions import (
     BadRequestError,
     ConfigurationError,
     InvalidRequestError,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
+    PoolTimeoutError,
     ProviderError,
+    QuotaExceededError,
     RateLimitedError,
+    RedirectError,
+    ResponseTooLargeError,
     ServerError,
     SynthError,
+    UnreachableError,
 )
 from ._spec import ModelSpec
 from ._sync import generate, generate_batch, run
 from ._synth import BatchStream, CompletionStream, Synth
 from ._types import (
     Completion,
-    GenerationError,
+    Failure,
     Message,
     Request,
     Result,
@@ -42,15 +49,21 @@ __all__ = [
     "Completion",
     "CompletionStream",
     "ConfigurationError",
-    "GenerationError",
+    "Failure",
     "InvalidRequestError",
     "Message",
     "MetricsSnapshot",
     "ModelSpec",
+    "NotFoundError",
     "OverloadedError",
+    "PermissionDeniedError",
+    "PoolTimeoutError",
     "ProviderError",
+    "QuotaExceededError",
     "RateLimitedError",
+    "RedirectError",
     "Request",
+    "ResponseTooLargeError",
     "Result",
     "RetryPolicy",
     "ServerError",
@@ -59,9 +72,18 @@ __all__ = [
     "Synth",
     "SynthError",
     "TextDelta",
+    "UnreachableError",
     "Usage",
     "__version__",
     "generate",
     "generate_batch",
     "run",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "GenerationError":
+        from . import _types
+
+        return _types.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

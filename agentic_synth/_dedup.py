@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 import anyio
 
 from ._exceptions import InvalidRequestError, SynthError
-from ._types import Completion, GenerationError, Result, Usage
+from ._types import Completion, Failure, Result, Usage
 from .monitor import Metrics
 
 __all__ = [
@@ -109,7 +109,7 @@ class PromptDedup:
         """This input's result: the original's, marked as a reuse."""
         if original <= _EARLIER_BATCH:
             position = _EARLIER_BATCH - original
-            return GenerationError(
+            return Failure(
                 DuplicatePromptError(
                     f"near-duplicate of the text at position {position} of the shared index, "
                     "from an earlier batch; not sent (pass dedup_prompts=None to send it)",
@@ -119,8 +119,8 @@ class PromptDedup:
             )
         await self._done[original].wait()
         result = self._results[original]
-        if isinstance(result, GenerationError):
-            return GenerationError(result.error, index=index, model=result.model, attempts=0)
+        if isinstance(result, Failure):
+            return Failure(result.error, index=index, model=result.model, attempts=0)
         return Completion(
             text=result.text,
             model=result.model,
@@ -154,7 +154,7 @@ class OutputDedup:
         original = self._owner.get(earlier, earlier)
         if self._drop:
             self._metrics.dedup_outputs_dropped += 1
-            return GenerationError(
+            return Failure(
                 DuplicateOutputError(
                     f"output is a near-duplicate of input {original}'s output; dropped "
                     "(dedup_action='flag' keeps it, marked)",

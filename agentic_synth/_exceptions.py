@@ -7,7 +7,11 @@ id. Messages never include API keys: build them with :func:`redact`.
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -16,23 +20,80 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "InvalidRequestError",
+    "NotFoundError",
     "OverloadedError",
+    "PermissionDeniedError",
+    "PoolTimeoutError",
     "ProviderError",
+    "QuotaExceededError",
     "RateLimitedError",
+    "RedirectError",
+    "ResponseTooLargeError",
     "ServerError",
     "SynthError",
+    "UnreachableError",
     "redact",
 ]
 
-# Anything that looks like a bearer secret: sk-..., sk-ant-..., long opaque tokens after "key".
-_SECRET_RE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|(?i:api[_-]?key)[\"'=:\s]+[A-Za-z0-9_\-]{8,})")
+# Anything that looks like a bearer secret: sk-..., sk-ant-..., long opaque tokens after
+# "key", and a key a server masked but for its ends ("sk-pr****wxyz").
+_SECRET_RE = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{6,}|(?i:api[_-]?key)[\"'=:\s]+[A-Za-z0-9_\-]{8,}"
+    r"|[A-Za-z0-9_\-]{0,12}\*{4,}[A-Za-z0-9_\-]{1,8})"
+)
+
+
+#: A run of at least this many characters of a secret is masked wherever it appears
+#: (a server echoing "sk-proj-****wxyz" or the first part of a key gives part of it away).
+_PART = 6
+
+
+def _variants(secret: str) -> set[str]:
+    """The forms a secret takes once escaped by JSON, repr() or URL encoding."""
+    stripped = secret.strip()
+    forms = {secret, stripped}
+    for form in list(forms):
+        forms.add(json.dumps(form)[1:-1])
+        forms.add(repr(form)[1:-1])
+        forms.add(urllib.parse.quote(form, safe=""))
+    return {f for f in forms if f}
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Return ``text`` with the given secrets and anything key-shaped masked."""
+    """Return ``text`` with the given secrets (whole, in part or escaped) and anything
+    key-shaped masked.
+
+    Every run of characters covered by ``_PART``-character pieces of a secret is
+    replaced by ``***``: this catches the key itself, its escaped forms, and the
+    prefixes or suffixes servers quote back in their error messages.
+    """
+    grams: set[str] = set()
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+        if not secret:
+            continue
+        for form in _variants(secret):
+            if len(form) < _PART:
+                if form.strip() and form in text:
+                    text = text.replace(form, "***")
+                continue
+            grams.update(form[i : i + _PART] for i in range(len(form) - _PART + 1))
+    if grams and len(text) >= _PART:
+        covered = bytearray(len(text))
+        for i in range(len(text) - _PART + 1):
+            if text[i : i + _PART] in grams:
+                covered[i : i + _PART] = b"\x01" * _PART
+        if any(covered):
+            out: list[str] = []
+            i = 0
+            while i < len(text):
+                if covered[i]:
+                    while i < len(text) and covered[i]:
+                        i += 1
+                    out.append("***")
+                else:
+                    out.append(text[i])
+                    i += 1
+            text = "".join(out)
     return _SECRET_RE.sub("***", text)
 
 
@@ -59,6 +120,12 @@ class ProviderError(SynthError):
     provider_fault: bool = False
     #: Attempts made for the request when this error ended it (set by the router).
     attempts: int = 0
+    #: The provider's error ``code`` or ``type`` (``insufficient_quota``, ``not_found_error``).
+    code: str | None = None
+    #: The server's ``x-should-retry`` verdict when it sent one (``False``: do not retry here).
+    should_retry: bool | None = None
+    #: Rate-limit headers of the error response (names lower-cased), for the limiter.
+    headers: Mapping[str, str] | None = None
 
     def __init__(
         self,
@@ -95,11 +162,14 @@ class ProviderError(SynthError):
             "request_id": self.request_id,
             "model": self.model,
         }
-        return (_rebuild, (type(self), self.message, kwargs))
+        # the instance dict carries the rest (code, should_retry, host, location, ...)
+        return (_rebuild, (type(self), self.message, kwargs), dict(self.__dict__))
 
 
 def _rebuild(cls: type[ProviderError], message: str, kwargs: dict[str, object]) -> ProviderError:
-    return cls(message, **kwargs)  # type: ignore[arg-type]
+    exc = ProviderError.__new__(cls)
+    ProviderError.__init__(exc, message, **kwargs)  # type: ignore[arg-type]
+    return exc
 
 
 class RateLimitedError(ProviderError):
@@ -136,9 +206,52 @@ class APIConnectionError(ProviderError):
     provider_fault = True
 
 
+class QuotaExceededError(ProviderError):
+    """The account's quota or credit is used up (OpenAI ``insufficient_quota``, Anthropic
+    "credit balance is too low", HTTP 402): waiting will not help; another deployment may."""
+
+
+class UnreachableError(APIConnectionError):
+    """No connection could be made to the host (name not resolved, refused, unreachable).
+
+    ``host`` names the host, so a typo in a base URL is visible at a glance.
+    """
+
+    def __init__(self, message: str, *, host: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.host = host
+
+
+class ResponseTooLargeError(APIConnectionError):
+    """The server sent more than the configured limits allow (headers, body, SSE line)."""
+
+
+class PoolTimeoutError(APITimeoutError):
+    """No pooled connection became free in time: our own backlog, not the provider's fault."""
+
+    provider_fault = False
+
+
+class RedirectError(ProviderError):
+    """HTTP 3xx: the base URL points somewhere else (``location`` says where); we never
+    follow redirects with a key attached."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
+
+
 class BadRequestError(ProviderError):
-    """HTTP 400/404/413/422: the request itself is wrong; retrying cannot help."""
+    """HTTP 400/413/422: the request itself is wrong; retrying cannot help."""
+
+
+class NotFoundError(BadRequestError):
+    """HTTP 404: the model (or the endpoint under the base URL) does not exist there."""
 
 
 class AuthenticationError(ProviderError):
-    """HTTP 401/403: the key is missing, wrong or not allowed to use the model."""
+    """HTTP 401: the key is missing or wrong."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """HTTP 403: the key may not do this (this model, this region, or this content)."""

@@ -73,7 +73,7 @@ def generate_batch(
     raise_on_error: bool = False,
     **params: Any,
 ) -> list[Result]:
-    """A whole batch, synchronously: one Completion or GenerationError per input."""
+    """A whole batch, synchronously: one Completion or Failure per input."""
 
     async def main() -> list[Result]:
         async with Synth(models, max_concurrency=max_concurrency) as synth:

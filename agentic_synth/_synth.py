@@ -36,7 +36,7 @@ from ._scheduler import InputFeed, run_workers, single_error
 from ._spec import ModelSpec, default_models, parse_model
 from ._types import (
     Completion,
-    GenerationError,
+    Failure,
     ProviderStreamEnd,
     Request,
     Result,
@@ -275,7 +275,7 @@ class Synth:
             try:
                 request = build_request(item, params)
             except InvalidRequestError as exc:
-                return GenerationError(exc, index=index)
+                return Failure(exc, index=index)
             if prompt_dedup is not None:
                 original = prompt_dedup.claim(index, request.prompt_text())
                 if original is not None:
@@ -290,7 +290,7 @@ class Synth:
                 if not isinstance(exc, SynthError):
                     # a bug below us must not sink a million-item batch: record it, loudly
                     log.error("unexpected_error", index=index, error=repr(exc), exc_info=exc)
-                result = GenerationError(
+                result = Failure(
                     exc,
                     index=index,
                     model=getattr(exc, "model", None),
@@ -319,7 +319,7 @@ class Synth:
         dedup_action: Any = _DEFAULT,
         **params: Any,
     ) -> list[Result]:
-        """One result per input, in input order: a Completion or a GenerationError.
+        """One result per input, in input order: a Completion or a Failure.
 
         One input failing never fails the batch, unless ``raise_on_error=True``
         (then the first error is raised and the rest of the batch is cancelled).
@@ -334,7 +334,7 @@ class Synth:
         process = self._make_processor(router, call_params, dedup)
 
         def store(index: int, result: Result) -> None:
-            if raise_on_error and isinstance(result, GenerationError):
+            if raise_on_error and isinstance(result, Failure):
                 raise result.error
             if index >= len(results):
                 results.extend([None] * (index + 1 - len(results)))

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 __all__ = [
+    "FINISH_REASONS",
     "Completion",
-    "GenerationError",
+    "Failure",
     "Message",
     "ProviderResponse",
     "ProviderStreamEnd",
@@ -22,6 +23,7 @@ __all__ = [
     "StreamEvent",
     "TextDelta",
     "Usage",
+    "normalize_finish_reason",
 ]
 
 
@@ -80,11 +82,41 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
+#: The finish reasons a :class:`Completion` reports, whatever the provider called them.
+FINISH_REASONS = ("stop", "length", "tool_use", "content_filter", "unknown")
+
+_FINISH_ALIASES = {
+    # Anthropic stop_reason
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_use",
+    "refusal": "content_filter",
+    # OpenAI-compatible finish_reason
+    "stop": "stop",
+    "eos": "stop",
+    "length": "length",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "content_filter",
+}
+
+
+def normalize_finish_reason(raw: str | None) -> str:
+    """A provider's stop/finish reason as one of :data:`FINISH_REASONS`."""
+    if not raw:
+        return "unknown"
+    return _FINISH_ALIASES.get(raw.lower(), "unknown")
+
+
 @dataclass(slots=True)
 class ProviderResponse:
     """What a provider returns for one successful non-streaming call."""
 
     text: str
+    #: The provider's own value (``end_turn``, ``stop``, ...); the engine normalises it.
     finish_reason: str
     usage: Usage
     request_id: str | None = None
@@ -121,6 +153,8 @@ class Completion:
     usage: Usage
     #: Seconds from the request entering the engine to its completion.
     latency: float
+    #: Why generation stopped, the same for every provider: ``stop``, ``length``
+    #: (max_tokens reached: the text is cut), ``tool_use``, ``content_filter`` or ``unknown``.
     finish_reason: str
     attempts: int = 1
     cached: bool = False
@@ -135,12 +169,18 @@ class Completion:
     duplicate_of: int | None = None
     #: Set when output dedup found this text too close to an earlier one.
     near_duplicate_of: int | None = None
+    #: The provider's own finish reason (``end_turn``, ``max_tokens``, ``stop``, ...).
+    raw_finish_reason: str | None = None
     ok: Literal[True] = field(default=True, repr=False)
 
 
 @dataclass(slots=True)
-class GenerationError:
-    """The record a batch keeps for an input that failed: the batch goes on."""
+class Failure:
+    """The record a batch keeps for an input that failed: the batch goes on.
+
+    Not an exception: ``error`` holds the exception that ended the input. (Called
+    ``GenerationError`` before 0.2; that name remains as a deprecated alias.)
+    """
 
     error: BaseException
     index: int | None = None
@@ -161,7 +201,7 @@ class GenerationError:
         return getattr(self.error, "status", None)
 
 
-Result = Completion | GenerationError
+Result = Completion | Failure
 
 
 @dataclass(slots=True)
@@ -173,3 +213,17 @@ class StreamCompleted:
 
 
 StreamEvent = TextDelta | StreamCompleted
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GenerationError":
+        import warnings
+
+        warnings.warn(
+            "GenerationError is now called Failure (it is a record, not an exception); "
+            "the old name will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Failure
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

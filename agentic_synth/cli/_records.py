@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from .._exceptions import ConfigurationError
-from .._types import Completion, GenerationError, Result
+from .._types import Completion, Failure, Result
 
 __all__ = ["read_inputs", "result_record"]
 
@@ -53,7 +53,7 @@ def result_record(index: int, result: Result) -> dict[str, Any]:
         if result.near_duplicate_of is not None:
             record["near_duplicate_of"] = result.near_duplicate_of
         return record
-    assert isinstance(result, GenerationError)
+    assert isinstance(result, Failure)
     return {
         "index": index,
         "ok": False,

@@ -16,9 +16,13 @@ from .._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     ProviderError,
+    QuotaExceededError,
     RateLimitedError,
+    RedirectError,
     ServerError,
     redact,
 )
@@ -44,8 +48,11 @@ _TYPE_CLASSES: dict[str, type[ProviderError]] = {
     "rate_limit_exceeded": RateLimitedError,
     "requests": RateLimitedError,
     "tokens": RateLimitedError,
-    # Billing quota used up: throttled, but waiting will not help (see below).
-    "insufficient_quota": RateLimitedError,
+    # Billing quota or credit used up: waiting will not help, another deployment may.
+    "insufficient_quota": QuotaExceededError,
+    "billing_hard_limit_reached": QuotaExceededError,
+    "billing_not_active": QuotaExceededError,
+    "billing_error": QuotaExceededError,
     "overloaded_error": OverloadedError,
     "overloaded": OverloadedError,
     "api_error": ServerError,
@@ -54,12 +61,13 @@ _TYPE_CLASSES: dict[str, type[ProviderError]] = {
     "service_unavailable": ServerError,
     "timeout_error": APITimeoutError,
     "invalid_request_error": BadRequestError,
-    "not_found_error": BadRequestError,
+    "not_found_error": NotFoundError,
+    "model_not_found": NotFoundError,
     "request_too_large": BadRequestError,
     "context_length_exceeded": BadRequestError,
     "badrequesterror": BadRequestError,
     "authentication_error": AuthenticationError,
-    "permission_error": AuthenticationError,
+    "permission_error": PermissionDeniedError,
     "invalid_api_key": AuthenticationError,
 }
 
@@ -112,14 +120,38 @@ def _named_class(names: tuple[str | None, ...]) -> type[ProviderError] | None:
     return None
 
 
-def _class_for_status(status: int, names: tuple[str | None, ...]) -> type[ProviderError]:
+#: Phrases of error messages that mean "the account is out of credit or quota", for
+#: servers that send them with a generic type (Anthropic answers 400
+#: ``invalid_request_error`` "Your credit balance is too low ...").
+_QUOTA_PHRASES = (
+    "credit balance is too low",
+    "exceeded your current quota",
+    "insufficient_quota",
+    "insufficient quota",
+    "billing",
+)
+
+
+def _class_for_status(
+    status: int, names: tuple[str | None, ...], message: str
+) -> type[ProviderError]:
     named = _named_class(names)
+    if named is QuotaExceededError or status == 402:
+        return QuotaExceededError
+    if status in (400, 403, 429) and any(p in message.lower() for p in _QUOTA_PHRASES):
+        return QuotaExceededError
     if named is OverloadedError or status == 529:
         return OverloadedError
     if status == 429:
         return RateLimitedError
-    if status in (401, 403):
+    if status == 401:
         return AuthenticationError
+    if status == 403:
+        return PermissionDeniedError
+    if status == 404:
+        return NotFoundError
+    if 300 <= status < 400:
+        return RedirectError
     if status in (408, 409) or status >= 500:
         return ServerError
     if 400 <= status < 500:
@@ -152,10 +184,12 @@ def error_for_status(
     which, when present, overrides the class's ``retryable`` default on this instance.
     """
     names = (error_code, error_type)
-    cls = _class_for_status(status, names)
+    cls = _class_for_status(status, names, message)
     exc = _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
-    if "insufficient_quota" in names:
-        exc.retryable = False
+    exc.code = error_code or error_type
+    if isinstance(exc, RedirectError) and headers is not None:
+        location = headers.get("location")
+        exc.location = None if location is None else redact(location[:300], api_key)
     return exc
 
 
@@ -176,9 +210,10 @@ def error_for_type(
     """
     names = (error_code, error_type)
     cls = _named_class(names) or ServerError
+    if any(p in message.lower() for p in _QUOTA_PHRASES):
+        cls = QuotaExceededError
     exc = _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
-    if "insufficient_quota" in names:
-        exc.retryable = False
+    exc.code = error_code or error_type
     return exc
 
 
@@ -201,8 +236,9 @@ def _build(
         request_id = headers.get("request-id") or headers.get("x-request-id")
         should_retry = _should_retry(headers)
     exc = cls(text, status=status, retry_after=retry_after, request_id=request_id, model=model)
-    if should_retry is not None:
-        exc.retryable = should_retry
+    exc.should_retry = should_retry
+    if headers is not None:
+        exc.headers = rate_limit_headers(headers.items()) or None
     return exc
 
 
