@@ -119,6 +119,7 @@ class ResponseLimits:
                 f"None, got {idle!r}"
             )
 
+
 _ENV_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 _ENV_URLS = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL"}
 

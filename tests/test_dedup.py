@@ -6,7 +6,7 @@ import pytest
 
 from agentic_synth import (
     Completion,
-    GenerationError,
+    Failure,
     InvalidRequestError,
     ModelSpec,
     RetryPolicy,
@@ -50,7 +50,7 @@ async def test_near_duplicate_prompts_are_not_sent_and_reuse_the_result() -> Non
 async def test_duplicates_of_a_failed_input_get_its_error() -> None:
     async with Synth([sim(fault_500=1.0)], retry=RetryPolicy(max_attempts=1)) as synth:
         results = await synth.generate_batch([BASE, BASE], dedup_prompts=0.9, max_tokens=8)
-    assert all(isinstance(r, GenerationError) for r in results)
+    assert all(isinstance(r, Failure) for r in results)
     assert [r.index for r in results] == [0, 1]
     assert synth.metrics().requests == 1
 
@@ -71,7 +71,7 @@ async def test_output_dedup_flags_or_drops() -> None:
     assert isinstance(first, Completion) and isinstance(second, Completion)
     assert first.text == second.text and first.model != second.model
     assert (first.near_duplicate_of, second.near_duplicate_of) == (None, 0)
-    assert dropped[0].ok and isinstance(dropped[1], GenerationError)
+    assert dropped[0].ok and isinstance(dropped[1], Failure)
     assert isinstance(dropped[1].error, DuplicateOutputError) and dropped[1].error.duplicate_of == 0
     assert "near-duplicate" in dropped[1].message and dropped[1].index == 1
     assert (m.dedup_outputs_flagged, m.dedup_outputs_dropped) == (0, 1)
@@ -84,7 +84,7 @@ async def test_an_index_can_be_shared_across_batches() -> None:
         second = await synth.generate_batch([BASE], dedup_prompts=shared, max_tokens=8)
     assert first[0].ok
     # seen in the first batch: not sent again, and said so in its own record
-    assert isinstance(second[0], GenerationError)
+    assert isinstance(second[0], Failure)
     assert isinstance(second[0].error, DuplicatePromptError) and second[0].error.position == 0
     assert "earlier batch" in second[0].message
     assert synth.metrics().requests == 1

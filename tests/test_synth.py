@@ -13,7 +13,7 @@ import agentic_synth
 from agentic_synth import (
     Completion,
     ConfigurationError,
-    GenerationError,
+    Failure,
     InvalidRequestError,
     ModelSpec,
     RetryPolicy,
@@ -47,8 +47,8 @@ async def test_batch_is_in_input_order_with_one_entry_each_and_errors_are_record
         results = await synth.generate_batch(inputs, max_tokens=8)  # type: ignore[arg-type]
     assert len(results) == 200
     assert [r.index for r in results] == list(range(200))
-    assert isinstance(results[7], GenerationError) and "empty" in results[7].message
-    assert isinstance(results[9], GenerationError) and "max_tokens" in results[9].message
+    assert isinstance(results[7], Failure) and "empty" in results[7].message
+    assert isinstance(results[9], Failure) and "max_tokens" in results[9].message
     assert sum(r.ok for r in results) == 198
     again = Synth([sim()])
     async with again:
