@@ -90,11 +90,17 @@ def _check_stop(stop: object) -> tuple[str, ...]:
     raise InvalidRequestError("stop must be a non-empty string or a list of non-empty strings")
 
 
-def _messages(value: object) -> list[Message]:
+def _messages(value: object) -> tuple[list[Message], str | None]:
+    """The conversation and the text of its leading ``system`` messages, if any.
+
+    OpenAI-format conversations start with ``{"role": "system", ...}``: those are
+    hoisted into the system prompt (as LiteLLM does); a system message after the
+    first user or assistant turn has no equivalent in every API and is refused.
+    """
     if isinstance(value, str):
         if not value.strip():
             raise InvalidRequestError("the prompt is empty; pass some text or a list of messages")
-        return [{"role": "user", "content": value}]
+        return [{"role": "user", "content": value}], None
     if not isinstance(value, Sequence) or isinstance(value, bytes | bytearray):
         raise InvalidRequestError(
             f"an input is a prompt string, a list of messages or a dict, got {type(value).__name__}"
@@ -104,32 +110,51 @@ def _messages(value: object) -> list[Message]:
             "messages is empty; pass at least one {'role': 'user', 'content': '...'}"
         )
     out: list[Message] = []
+    system: list[str] = []
     for i, m in enumerate(value):
         if not isinstance(m, Mapping):
             raise InvalidRequestError(
                 f"message {i} must be a dict with 'role' and 'content', got {type(m).__name__}"
             )
         role, content = m.get("role"), m.get("content")
-        if role == "system":
-            raise InvalidRequestError(
-                "a 'system' message goes in the system= parameter (or the input's 'system' key)"
-            )
+        if role in ("system", "developer"):
+            if out:
+                raise InvalidRequestError(
+                    f"message {i} is a '{role}' message after the conversation started; "
+                    "put system text first (or in the system= parameter)"
+                )
+            if not isinstance(content, str) or not content:
+                raise InvalidRequestError(f"message {i} needs non-empty string 'content'")
+            system.append(content)
+            continue
         if role not in _ROLES:
             raise InvalidRequestError(f"message {i} has role {role!r}; use 'user' or 'assistant'")
         if not isinstance(content, str) or not content:
             raise InvalidRequestError(f"message {i} needs non-empty string 'content'")
         out.append({"role": role, "content": content})
+    if not out:
+        raise InvalidRequestError(
+            "messages has only system text; add a {'role': 'user', 'content': '...'} message"
+        )
     if out[0]["role"] != "user":
         raise InvalidRequestError("the first message must have role 'user'")
-    return out
+    return out, "\n\n".join(system) if system else None
 
 
 def build_request(item: Prompt, params: GenerationParams) -> Request:
-    """One input plus the call's parameters -> a validated :class:`Request`."""
+    """One input plus the call's parameters -> a validated :class:`Request`.
+
+    An :class:`InvalidRequestError` given as the input stands for an input that
+    could not even be read (a malformed line of a file): it becomes that input's
+    error record.
+    """
+    if isinstance(item, InvalidRequestError):
+        raise item
     if isinstance(item, str):  # the common case, kept short
         if not item or item.isspace():
             raise InvalidRequestError("the prompt is empty; pass some text or a list of messages")
         messages: list[Message] = [{"role": "user", "content": item}]
+        system: str | None = None
     elif isinstance(item, Mapping):
         has_prompt, has_messages = "prompt" in item, "messages" in item
         if has_prompt == has_messages:
@@ -137,16 +162,18 @@ def build_request(item: Prompt, params: GenerationParams) -> Request:
                 "a dict input needs exactly one of 'prompt' or 'messages' "
                 f"(got keys: {', '.join(sorted(map(str, item))) or 'none'})"
             )
-        messages = _messages(item["prompt"] if has_prompt else item["messages"])
+        messages, system = _messages(item["prompt"] if has_prompt else item["messages"])
         overrides = {k: v for k, v in item.items() if k not in ("prompt", "messages")}
         if overrides:
             params = GenerationParams.from_kwargs(params, **overrides)
     else:
-        messages = _messages(item)
+        messages, system = _messages(item)
+    if system is not None and params.system:
+        system = f"{params.system}\n\n{system}"
     return Request(
         messages=messages,
         max_tokens=params.max_tokens,
-        system=params.system,
+        system=params.system if system is None else system,
         temperature=params.temperature,
         top_p=params.top_p,
         stop=params.stop,

@@ -5,6 +5,11 @@ A fixed pool of ``concurrency`` workers pulls inputs one at a time, so a
 task per input up front. Each worker turns an input into exactly one result
 (the ``process`` callable never raises for an input's failure) and hands it to
 ``emit``; backpressure from ``emit`` stops workers pulling more input.
+
+In input order (:class:`InOrder`), results that finish early wait for the ones
+before them in a buffer, and workers stop pulling input while the oldest
+unfinished input is ``window`` positions behind: memory stays bounded even when
+one slow request holds up the line.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ["InputFeed", "run_workers", "single_error"]
+__all__ = ["InOrder", "InputFeed", "run_workers", "single_error"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,6 +75,60 @@ class InputFeed(Generic[T]):
         return index, item
 
 
+class InOrder(Generic[R]):
+    """Re-orders results to input order before ``emit``; see :func:`run_workers`.
+
+    ``pending`` holds results that finished before an earlier input: at most about
+    ``window`` of them, because :meth:`admit` holds workers back until the oldest
+    unfinished input is within ``window`` of the next one to pull.
+    """
+
+    __slots__ = ("_emit", "_flushing", "_room", "feed", "next_index", "pending", "window")
+
+    def __init__(
+        self,
+        feed: InputFeed[T],
+        emit: Callable[[int, R], Awaitable[None] | None],
+        window: int,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.feed: InputFeed[object] = feed  # type: ignore[assignment]
+        self._emit = emit
+        self.window = window
+        self.next_index = 0
+        self.pending: dict[int, R] = {}
+        self._flushing = False
+        self._room = anyio.Event()
+
+    async def admit(self) -> None:
+        """Wait while pulling one more input would run ``window`` ahead of the output."""
+        while self.feed.count >= self.next_index + self.window and not self.feed.exhausted:
+            await self._room.wait()
+
+    async def put(self, index: int, result: R) -> None:
+        """Buffer ``result``; emit every result that is now next in line."""
+        self.pending[index] = result
+        if self._flushing:
+            return  # the worker already flushing will reach this one
+        self._flushing = True
+        try:
+            while self.next_index in self.pending:
+                nxt = self.pending.pop(self.next_index)
+                pending = self._emit(self.next_index, nxt)
+                if pending is not None:
+                    await pending
+                self.next_index += 1
+                room, self._room = self._room, anyio.Event()
+                room.set()
+        finally:
+            self._flushing = False
+
+    def leftovers(self) -> list[tuple[int, R]]:
+        """Finished results never emitted (an earlier input did not finish), by index."""
+        return sorted(self.pending.items())
+
+
 async def run_workers(
     feed: InputFeed[T],
     process: Callable[[int, T], Awaitable[R]],
@@ -77,13 +136,19 @@ async def run_workers(
     *,
     concurrency: int,
     admit: Callable[[], Awaitable[None]] | None = None,
+    in_order: InOrder[R] | None = None,
 ) -> None:
     """Run ``concurrency`` workers until the feed is exhausted.
 
     ``admit`` (the memory governor's gate) is awaited before each input is pulled.
-    Any exception other than an input's own failure (which ``process`` turns
-    into a result) cancels the other workers and propagates.
+    With ``in_order`` results reach ``emit`` in input order (``in_order`` must have
+    been made with this feed and ``emit``). Any exception other than an input's own
+    failure (which ``process`` turns into a result) cancels the other workers and
+    propagates.
     """
+    if in_order is not None:
+        gate, emit = _chain(admit, in_order.admit), in_order.put
+        admit = gate
 
     async def worker() -> None:
         while True:
@@ -104,6 +169,19 @@ async def run_workers(
                 tg.start_soon(worker)
     except BaseExceptionGroup as group:
         raise single_error(group) from None
+
+
+def _chain(
+    first: Callable[[], Awaitable[None]] | None, second: Callable[[], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    if first is None:
+        return second
+
+    async def both() -> None:
+        await first()
+        await second()
+
+    return both
 
 
 def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

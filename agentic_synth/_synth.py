@@ -32,7 +32,7 @@ from ._dedup import DedupAction, NearDuplicateIndex, OutputDedup, PromptDedup, m
 from ._exceptions import ConfigurationError, InvalidRequestError, SynthError
 from ._log import get_logger
 from ._request import GenerationParams, Prompt, build_request
-from ._scheduler import InputFeed, run_workers, single_error
+from ._scheduler import InOrder, InputFeed, run_workers, single_error
 from ._spec import ModelSpec, default_models, parse_model
 from ._types import (
     Completion,
@@ -55,6 +55,8 @@ log = get_logger("agentic_synth")
 
 
 _DEFAULT: Any = object()
+#: Seconds closing the providers' connections may take on exit before we give up on them.
+_CLOSE_SECONDS = 5.0
 
 
 class _DedupConfig:
@@ -167,24 +169,28 @@ class Synth:
     async def __aenter__(self) -> Self:
         if self._router is not None:
             raise SynthError("this Synth is already open; use one `async with` block at a time")
-        providers: dict[tuple[str, str | None, str | None], Provider] = {}
+        providers: dict[tuple[object, ...], Provider] = {}
         pairs: list[tuple[ModelSpec, Provider]] = []
         try:
+            # Everything is built before the task group is entered, and undone if any
+            # part fails, so a failed __aenter__ leaves nothing open behind it.
             for spec in self._specs:
-                key = (spec.provider, spec.base_url, spec.api_key)
+                key: tuple[object, ...] = (spec.provider, spec.base_url, spec.api_key)
                 if spec.provider == "sim":  # each simulated model has its own knobs
-                    key = (spec.provider, spec.name, None)
+                    key = (spec.provider, spec.name)
                 if key not in providers:
                     providers[key] = create_provider(spec, max_connections=self.max_concurrency)
                 pairs.append((spec, providers[key]))
+            router = Router(pairs, metrics=self._metrics, clock=self._clock, **self._routing)
             tg = anyio.create_task_group()
             await tg.__aenter__()
         except BaseException:
-            for p in providers.values():
-                await p.aclose()
+            with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                for p in providers.values():
+                    await p.aclose()
             raise
         self._tg = tg
-        self._router = Router(pairs, metrics=self._metrics, clock=self._clock, **self._routing)
+        self._router = router
         return self
 
     async def __aexit__(
@@ -209,7 +215,8 @@ class Synth:
                     raise single from None
         finally:
             if router is not None:
-                with anyio.CancelScope(shield=True):
+                # bounded: a server that never closes its side cannot hold up the exit
+                with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
                     await router.aclose()
 
     def _require_open(self) -> Router:
@@ -350,18 +357,23 @@ class Synth:
         self,
         inputs: Iterable[Prompt] | AsyncIterable[Prompt],
         *,
+        ordered: bool = False,
         dedup_prompts: Any = _DEFAULT,
         dedup_outputs: Any = _DEFAULT,
         dedup_action: Any = _DEFAULT,
         **params: Any,
     ) -> BatchStream:
-        """Async iterator of ``(index, result)`` in completion order.
+        """Async iterator of ``(index, result)`` in completion order (``ordered=True``:
+        in input order).
 
         Input is consumed lazily; at most ``max_concurrency`` requests are in flight
-        and results wait in a buffer of the same size, so memory stays bounded.
+        and results wait in a buffer of the same size, so memory stays bounded. In
+        input order, results that finish early wait for earlier ones, and no input
+        more than ``4 * max_concurrency`` ahead of the output is started.
         Use ``async with synth.iter_batch(...) as results:`` to stop the batch
         exactly when the block ends; a plain ``async for`` stops it when the
-        iterator is dropped.
+        iterator is dropped. A batch that stops for any other reason (its Synth
+        closed, every key rejected, the input iterator failed) raises.
         """
         router = self._require_open()
         assert self._tg is not None
@@ -373,6 +385,7 @@ class Synth:
             feed,
             self._make_processor(router, call_params, dedup),
             self._workers_for(inputs),
+            ordered=ordered,
         )
 
     # -- streaming ----------------------------------------------------------------
@@ -500,25 +513,30 @@ async def _run_batch(
     feed: InputFeed[Prompt],
     process: Callable[[int, Prompt], Any],
     concurrency: int,
+    in_order: InOrder[Result] | None,
 ) -> None:
     with state.scope:
         async with send:
             try:
                 await run_workers(
-                    feed, process, lambda i, r: send.send((i, r)), concurrency=concurrency
+                    feed,
+                    process,
+                    lambda i, r: send.send((i, r)),
+                    concurrency=concurrency,
+                    in_order=in_order,
                 )
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return  # the consumer went away
             except anyio.get_cancelled_exc_class():
                 raise
-            except Exception as exc:  # the input iterator itself failed
+            except Exception as exc:  # the input iterator failed, or the job cannot work
                 state.failure = exc
                 return
             await send.send(_DONE)
 
 
 class BatchStream:
-    """Results of :meth:`Synth.iter_batch`, as ``(index, result)`` in completion order."""
+    """Results of :meth:`Synth.iter_batch`, as ``(index, result)``."""
 
     def __init__(
         self,
@@ -526,6 +544,8 @@ class BatchStream:
         feed: InputFeed[Prompt],
         process: Callable[[int, Prompt], Any],
         concurrency: int,
+        *,
+        ordered: bool = False,
     ) -> None:
         send: MemoryObjectSendStream[Any]
         receive: MemoryObjectReceiveStream[Any]
@@ -533,7 +553,11 @@ class BatchStream:
         self._receive = receive
         self._state = _BatchState()
         self._finished = False
-        tg.start_soon(_run_batch, self._state, send, feed, process, concurrency)
+        self._feed = feed
+        self._in_order: InOrder[Result] | None = (
+            InOrder(feed, send.send, window=4 * concurrency) if ordered else None
+        )
+        tg.start_soon(_run_batch, self._state, send, feed, process, concurrency, self._in_order)
 
     def __aiter__(self) -> Self:
         return self
@@ -543,14 +567,27 @@ class BatchStream:
             raise StopAsyncIteration
         try:
             item = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            item = _DONE
-        if item is _DONE:
+        except anyio.EndOfStream:
+            # The producer ended without saying the batch was done.
             self._finished = True
             if self._state.failure is not None:
-                raise self._state.failure
+                raise self._state.failure from None
+            raise SynthError(
+                f"the batch stopped after {self._feed.count} of its inputs were started: "
+                "its Synth was closed; read iter_batch() results inside `async with Synth(...)`"
+            ) from None
+        except anyio.ClosedResourceError:
+            item = _DONE  # closed by our own aclose()
+        if item is _DONE:
+            self._finished = True
             raise StopAsyncIteration
         return item  # type: ignore[no-any-return]
+
+    def leftovers(self) -> list[tuple[int, Result]]:
+        """With ``ordered=True``: results that finished but were held back because an
+        earlier input had not finished when the batch stopped, in input order (so an
+        interrupted job can still keep them)."""
+        return [] if self._in_order is None else self._in_order.leftovers()
 
     async def aclose(self) -> None:
         self._stop()

@@ -33,7 +33,11 @@ def test_messages_and_dict_inputs() -> None:
         ("", "empty"),
         ("   ", "empty"),
         ([], "at least one"),
-        ([{"role": "system", "content": "x"}], "system="),
+        ([{"role": "system", "content": "x"}], "only system text"),
+        (
+            [{"role": "user", "content": "a"}, {"role": "system", "content": "x"}],
+            "system text first",
+        ),
         ([{"role": "bot", "content": "x"}], "'user' or 'assistant'"),
         ([{"role": "assistant", "content": "x"}], "first message"),
         ([{"role": "user", "content": ""}], "non-empty"),
@@ -103,3 +107,24 @@ def test_canonical_bytes_are_unambiguous_and_take_any_text() -> None:
     assert len(request_fingerprint(lone)) == 16
     with_extra = build_request({"prompt": "hello", "extra": {"seed": 1}}, P)
     assert canonical_bytes(with_extra) != canonical_bytes(build_request("hello", P))
+
+
+def test_leading_system_messages_are_hoisted_into_the_system_prompt() -> None:
+    convo = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "user", "content": "hi"},
+    ]
+    r = build_request(convo, P)
+    assert r.system == "You are terse.\n\nAnswer in French."
+    assert r.messages == [{"role": "user", "content": "hi"}]
+    # a call-wide system prompt comes first, the input's own after it
+    both = build_request({"messages": convo}, GenerationParams.from_kwargs(system="Global."))
+    assert both.system == "Global.\n\nYou are terse.\n\nAnswer in French."
+
+
+def test_an_unreadable_input_given_as_its_error_becomes_that_error() -> None:
+    bad = InvalidRequestError("line 3: not valid JSON")
+    with pytest.raises(InvalidRequestError) as info:
+        build_request(bad, P)  # type: ignore[arg-type]
+    assert info.value is bad
