@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import ServerSentEvent, SSEDecoder, SSELimitError
 
-__all__ = ["SSEDecoder", "ServerSentEvent"]
+__all__ = ["SSEDecoder", "SSELimitError", "ServerSentEvent"]

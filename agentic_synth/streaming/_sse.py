@@ -4,17 +4,26 @@ Bytes go in as they arrive from the socket, in chunks of any size; complete
 events come out. Line terminators are found on bytes (CR, LF and CRLF are all
 ASCII, so they can never sit inside a UTF-8 sequence) and only complete lines
 are decoded, so a multi-byte character or a CRLF split across two chunks is
-handled without re-scanning the buffer.
+handled without re-scanning anything.
+
+Work is linear in the input: each chunk is scanned once, and the start of a
+line not finished yet is kept as a list of pieces joined once, when its end
+arrives (re-joining a growing buffer on every chunk would be quadratic in a
+long line fed in small chunks). Optional limits bound what an untrusted
+server can make the decoder hold: exceeding one raises :class:`SSELimitError`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SSEDecoder", "ServerSentEvent"]
+__all__ = ["SSEDecoder", "SSELimitError", "ServerSentEvent"]
 
 _BOM = b"\xef\xbb\xbf"
-_LINE_ENDS = (b"\n", b"\r")
+
+
+class SSELimitError(ValueError):
+    """A line or an event's data is larger than the decoder's limit allows."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -33,15 +42,46 @@ class ServerSentEvent:
 
 
 class SSEDecoder:
-    """Feed bytes with :meth:`feed`, get the events completed by them."""
+    """Feed bytes with :meth:`feed`, get the events completed by them.
 
-    __slots__ = ("_buf", "_data", "_event", "_last_id", "_retry", "_skip_lf", "_started")
+    ``max_line_bytes`` bounds one line (terminator excluded), ``max_event_bytes``
+    the data of one event (its ``data`` values, as bytes); ``None`` is unbounded.
+    Past a limit :meth:`feed` raises :class:`SSELimitError` and the decoder drops
+    what it held: the stream cannot be trusted further.
+    """
 
-    def __init__(self) -> None:
-        self._buf = b""
+    __slots__ = (
+        "_data",
+        "_data_bytes",
+        "_event",
+        "_last_id",
+        "_max_event",
+        "_max_line",
+        "_pending",
+        "_pending_bytes",
+        "_retry",
+        "_skip_lf",
+        "_started",
+    )
+
+    def __init__(
+        self, max_line_bytes: int | None = None, max_event_bytes: int | None = None
+    ) -> None:
+        for name, value in (
+            ("max_line_bytes", max_line_bytes),
+            ("max_event_bytes", max_event_bytes),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value!r}")
+        self._max_line = max_line_bytes
+        self._max_event = max_event_bytes
+        # Pieces of the line not ended yet (before the stream starts: a possible BOM).
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._skip_lf = False
         self._started = False
         self._data: list[str] = []
+        self._data_bytes = 0
         self._event = ""
         self._last_id = ""
         self._retry: int | None = None
@@ -53,15 +93,18 @@ class SSEDecoder:
     @property
     def pending(self) -> bool:
         """True when bytes or fields of an undispatched event are buffered."""
-        return bool(self._buf or self._data or self._event or self._retry is not None)
+        return bool(self._pending or self._data or self._event or self._retry is not None)
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume ``chunk`` and return the events it completes, in order."""
         if not self._started:
-            chunk = self._buf + chunk
-            self._buf = b""
+            if self._pending:
+                chunk = self._pending.pop() + chunk
+                self._pending_bytes = 0
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
-                self._buf = chunk  # could still be a BOM: wait for more bytes
+                if chunk:  # could still be a BOM: wait for more bytes
+                    self._pending.append(chunk)
+                    self._pending_bytes = len(chunk)
                 return []
             self._started = True
             if chunk.startswith(_BOM):
@@ -71,17 +114,24 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[0] == 10:
                 chunk = chunk[1:]
-        buf = self._buf + chunk if self._buf else chunk
-        if not buf:
+        if not chunk:
             return []
-        lines = buf.splitlines(keepends=True)
-        last = lines[-1]
-        if last.endswith(_LINE_ENDS):
-            self._buf = b""
-            # A lone CR may be the first half of a CRLF split across chunks.
-            self._skip_lf = last[-1] == 13
-        else:
-            self._buf = lines.pop()
+        lines = chunk.splitlines(keepends=True)  # bytes split on CR, LF and CRLF only
+        end = lines[-1][-1]
+        tail = None if end in (10, 13) else lines.pop()
+        # A lone CR may be the first half of a CRLF split across chunks.
+        self._skip_lf = end == 13
+        limit = self._max_line
+        if limit is not None and len(chunk) + self._pending_bytes > limit:
+            self._check_lines(lines, tail, limit)
+        if self._pending and lines:
+            self._pending.append(lines[0])
+            lines[0] = b"".join(self._pending)
+            self._pending = []
+            self._pending_bytes = 0
+        if tail is not None:
+            self._pending.append(tail)
+            self._pending_bytes += len(tail)
         events: list[ServerSentEvent] = []
         for raw in lines:
             line = raw.rstrip(b"\r\n")
@@ -96,16 +146,34 @@ class SSEDecoder:
 
     def close(self) -> None:
         """End of stream: the spec discards an event not closed by a blank line."""
-        self._buf = b""
+        self._pending = []
+        self._pending_bytes = 0
         self._skip_lf = False
         self._data = []
+        self._data_bytes = 0
         self._event = ""
         self._retry = None
+
+    def _check_lines(self, lines: list[bytes], tail: bytes | None, limit: int) -> None:
+        """Raise when a line of this chunk (the first one continuing the pending
+        piece) is longer than ``limit``; only called when the chunk could hold one."""
+        carried = self._pending_bytes
+        for raw in lines:
+            if carried + len(raw.rstrip(b"\r\n")) > limit:
+                self._over(f"an SSE line is longer than max_line_bytes={limit}")
+            carried = 0
+        if tail is not None and carried + len(tail) > limit:
+            self._over(f"an SSE line is longer than max_line_bytes={limit}")
+
+    def _over(self, message: str) -> None:
+        self.close()
+        raise SSELimitError(message)
 
     def _dispatch(self) -> ServerSentEvent:
         data = "\n".join(self._data)
         event = ServerSentEvent(data, self._event or "message", self._last_id, self._retry)
         self._data = []
+        self._data_bytes = 0
         self._event = ""
         self._retry = None
         return event
@@ -117,6 +185,11 @@ class SSEDecoder:
         if sep and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
+            limit = self._max_event
+            if limit is not None:
+                self._data_bytes += len(value)
+                if self._data_bytes > limit:
+                    self._over(f"an SSE event's data is larger than max_event_bytes={limit}")
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")

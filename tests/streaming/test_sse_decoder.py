@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentic_synth.streaming import ServerSentEvent, SSEDecoder
+from agentic_synth.streaming import ServerSentEvent, SSEDecoder, SSELimitError
 
 
 def decode_all(*chunks: bytes) -> list[ServerSentEvent]:
@@ -156,3 +157,76 @@ def test_any_chunking_matches_reference(stream: bytes, cuts: list[int]) -> None:
 @given(stream=st.binary(max_size=300), cut=st.integers(min_value=0, max_value=300))
 def test_arbitrary_bytes_split_anywhere_match_reference(stream: bytes, cut: int) -> None:
     assert decode_all(stream[:cut], stream[cut:]) == reference(stream)
+
+
+def test_long_line_in_small_chunks_is_linear() -> None:
+    """8 MiB of one line in 16-byte chunks: re-joining the buffer per chunk took ~15 minutes."""
+    payload = b"data: " + b"x" * (8 * 1024 * 1024) + b"\n\n"
+    decoder = SSEDecoder()
+    events: list[ServerSentEvent] = []
+    for i in range(0, len(payload), 16):
+        events.extend(decoder.feed(payload[i : i + 16]))
+    assert len(events) == 1 and len(events[0].data) == 8 * 1024 * 1024
+    assert not decoder.pending
+
+
+def test_many_short_lines_in_one_big_chunk() -> None:
+    payload = b"data: a\n\n" * 200_000
+    assert len(SSEDecoder(max_line_bytes=16, max_event_bytes=16).feed(payload)) == 200_000
+
+
+def test_line_limit_stops_an_endless_line() -> None:
+    decoder = SSEDecoder(max_line_bytes=1024)
+    with pytest.raises(SSELimitError, match="max_line_bytes=1024"):
+        for _ in range(1_000_000):  # would be 16 MB without the limit
+            decoder.feed(b"data: xxxxxxxxxx")
+    assert not decoder.pending  # what it held is dropped
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 1 << 20])
+def test_line_limit_is_exact(chunk_size: int) -> None:
+    """A line of exactly the limit passes (its terminator not counted); one byte more fails."""
+    fits = b"data: " + b"y" * 94 + b"\r\n\r\n"
+    assert decode_chunks(SSEDecoder(max_line_bytes=100), fits, chunk_size) == [
+        ServerSentEvent("y" * 94)
+    ]
+    with pytest.raises(SSELimitError, match="max_line_bytes=100"):
+        decode_chunks(
+            SSEDecoder(max_line_bytes=100), b"data: a\n" + fits[:6] + b"z" + fits[6:], chunk_size
+        )
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 1 << 20])
+def test_event_limit_counts_the_data_of_one_event(chunk_size: int) -> None:
+    """Data lines add up within one event and start again at the next."""
+    ok = b"data: 12345\ndata: 67890\n\n" * 3
+    events = decode_chunks(SSEDecoder(max_event_bytes=10), ok, chunk_size)
+    assert events == [ServerSentEvent("12345\n67890")] * 3
+    with pytest.raises(SSELimitError, match="max_event_bytes=10"):
+        decode_chunks(SSEDecoder(max_event_bytes=10), b"data: 12345\ndata: 678901\n\n", chunk_size)
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_line_bytes"):
+        SSEDecoder(max_line_bytes=0)
+    with pytest.raises(ValueError, match="max_event_bytes"):
+        SSEDecoder(max_event_bytes=-1)
+    assert issubclass(SSELimitError, ValueError)
+
+
+def decode_chunks(decoder: SSEDecoder, stream: bytes, size: int) -> list[ServerSentEvent]:
+    events: list[ServerSentEvent] = []
+    for i in range(0, len(stream), size):
+        events.extend(decoder.feed(stream[i : i + size]))
+    return events
+
+
+@settings(max_examples=200, deadline=None)
+@given(stream=streams, cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
+def test_generous_limits_change_nothing(stream: bytes, cuts: list[int]) -> None:
+    bounds = sorted({min(c, len(stream)) for c in cuts})
+    decoder = SSEDecoder(max_line_bytes=32, max_event_bytes=1024)
+    events: list[ServerSentEvent] = []
+    for a, b in zip([0, *bounds], [*bounds, len(stream)], strict=True):
+        events.extend(decoder.feed(stream[a:b]))
+    assert events == reference(stream)
