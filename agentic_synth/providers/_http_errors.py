@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
+import yarl
+
 from .._exceptions import (
     APITimeoutError,
     AuthenticationError,
@@ -34,6 +36,7 @@ __all__ = [
     "error_from_body",
     "parse_retry_after",
     "rate_limit_headers",
+    "redirect_message",
 ]
 
 # Longest message kept from a provider's error body: enough to read, bounded for logs.
@@ -122,13 +125,14 @@ def _named_class(names: tuple[str | None, ...]) -> type[ProviderError] | None:
 
 #: Phrases of error messages that mean "the account is out of credit or quota", for
 #: servers that send them with a generic type (Anthropic answers 400
-#: ``invalid_request_error`` "Your credit balance is too low ...").
+#: ``invalid_request_error`` "Your credit balance is too low ..."). Not a bare
+#: "billing": the message starts with the host's name, and a 400 about a
+#: ``billing_address`` field is a bad request, not an empty account.
 _QUOTA_PHRASES = (
     "credit balance is too low",
     "exceeded your current quota",
     "insufficient_quota",
     "insufficient quota",
-    "billing",
 )
 
 
@@ -155,6 +159,9 @@ def _class_for_status(
     if status in (408, 409) or status >= 500:
         return ServerError
     if 400 <= status < 500:
+        # A 400 whose code says "model_not_found" is the more precise NotFoundError.
+        if named is not None and issubclass(named, BadRequestError):
+            return named
         return BadRequestError
     # A non-error status carrying an error (e.g. in a 200 stream) is the provider's fault.
     return named or ServerError
@@ -177,20 +184,55 @@ def error_for_status(
     error_code: str | None = None,
     model: str | None = None,
     api_key: str | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> ProviderError:
-    """The exception for an HTTP error ``status``; the body's error code/type refine it.
+    """The exception for an HTTP ``status`` (an error or a redirect); the body's error
+    code/type refine it.
 
-    ``headers`` supply ``retry-after``/``request-id`` and ``x-should-retry``,
-    which, when present, overrides the class's ``retryable`` default on this instance.
+    ``headers`` supply ``retry-after``, ``request-id``, the rate-limit headers and
+    ``x-should-retry`` (kept as ``should_retry``; the router's policy weighs it,
+    ``retryable`` stays the class's). ``api_key`` and ``secrets`` are masked.
     """
     names = (error_code, error_type)
+    keys = (api_key, *secrets)
     cls = _class_for_status(status, names, message)
-    exc = _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
+    exc = _build(cls, message, status=status, headers=headers, model=model, secrets=keys)
     exc.code = error_code or error_type
     if isinstance(exc, RedirectError) and headers is not None:
         location = headers.get("location")
-        exc.location = None if location is None else redact(location[:300], api_key)
+        exc.location = None if location is None else redact(location[:300], *keys)
     return exc
+
+
+def redirect_message(status: int, base_url: str, location: str | None, path: str) -> str:
+    """What to do about a 3xx: redirects are never followed (the key would go along).
+
+    ``path`` is what the provider appends to the base URL, so the base URL to
+    set can be read off the ``Location``; ``http://`` to ``https://`` is named.
+    """
+    if not location:
+        return (
+            f"HTTP {status} from {base_url} without a Location: base_url does not point at "
+            "the API; redirects are not followed"
+        )
+    base = yarl.URL(base_url)
+    target = (
+        base.join(yarl.URL(location))
+        if not location.startswith(("http:", "https:"))
+        else (yarl.URL(location))
+    )
+    shown = str(target)[:300]
+    suggestion = shown
+    tail = target.path.rstrip("/")
+    if tail.endswith(path):
+        suggestion = str(target.with_path(tail[: -len(path)] or "/").with_query(None))
+    text = f"HTTP {status} from {base_url}: redirected to {shown}"
+    if base.scheme == "http" and target.scheme == "https" and target.host == base.host:
+        text += "; the server wants https://, not http://"
+    return (
+        f"{text}; set base_url to the final URL ({suggestion}): redirects are not followed, "
+        "so the key never goes to another URL"
+    )
 
 
 def error_for_type(
@@ -202,6 +244,7 @@ def error_for_type(
     headers: Mapping[str, str] | None = None,
     model: str | None = None,
     api_key: str | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> ProviderError:
     """The exception for an error named only by its code/type, as in an SSE ``error`` event.
 
@@ -212,7 +255,8 @@ def error_for_type(
     cls = _named_class(names) or ServerError
     if any(p in message.lower() for p in _QUOTA_PHRASES):
         cls = QuotaExceededError
-    exc = _build(cls, message, status=status, headers=headers, model=model, api_key=api_key)
+    keys = (api_key, *secrets)
+    exc = _build(cls, message, status=status, headers=headers, model=model, secrets=keys)
     exc.code = error_code or error_type
     return exc
 
@@ -224,9 +268,9 @@ def _build(
     status: int | None,
     headers: Mapping[str, str] | None,
     model: str | None,
-    api_key: str | None,
+    secrets: tuple[str | None, ...],
 ) -> ProviderError:
-    text = redact(message, api_key)
+    text = redact(message, *secrets)
     if len(text) > _MAX_MESSAGE:
         text = text[:_MAX_MESSAGE] + "..."
     retry_after = request_id = None

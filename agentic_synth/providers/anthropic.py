@@ -1,7 +1,11 @@
-"""Anthropic Messages API through the official SDK (aiohttp transport, SDK retries off).
+"""Anthropic Messages API through the official SDK (our aiohttp transport, SDK retries off).
 
 The router owns retries, so the SDK's are disabled and every SDK exception is
-mapped onto our tree (the SDK's stays as ``__cause__``). Non-streaming answers
+mapped onto our tree (the SDK's stays as ``__cause__``). The SDK talks HTTP
+through :class:`~._sdk_transport.SDKTransport`, which gives it the model's TLS
+settings and response limits, the call's deadline over the whole exchange, the
+environment's HTTP(S) proxies and no redirects (see that module for why not
+``DefaultAioHttpClient``). Non-streaming answers
 are read through ``with_raw_response`` (for the rate-limit headers) and decoded
 with ``json.loads`` instead of the SDK's models: we need four fields, not a
 pydantic tree. Streams iterate the raw SSE events of ``messages.create(stream=True)``.
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -25,6 +31,7 @@ from typing import Any
 import anthropic
 import anyio
 import httpx2
+import yarl
 
 from .._exceptions import (
     APIConnectionError,
@@ -33,16 +40,30 @@ from .._exceptions import (
     ProviderError,
     redact,
 )
-from .._spec import ModelSpec
+from .._spec import ModelSpec, ResponseLimits
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
+from ._aiohttp import AiohttpOrigin
 from ._base import ProviderStreamEvent
-from ._http_errors import error_for_status, error_for_type, rate_limit_headers
+from ._http_errors import error_for_status, error_for_type, rate_limit_headers, redirect_message
+from ._net import (
+    check_headers,
+    env_proxy,
+    header_option,
+    map_transport_error,
+    secrets_in,
+    warn_plain_http,
+)
+from ._sdk_transport import DEADLINE, SDKTransport, find_transport_error
 
 __all__ = ["AnthropicProvider", "create", "schema_instruction", "validate"]
 
 _SCHEMA_MODES = ("instruction", "native")
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 #: Seconds a finished stream may take to end its HTTP body before the connection is dropped.
 DRAIN_SECONDS = 0.5
+#: Seconds closing a stream may take in a ``finally`` (shielded from cancellation) before
+#: it is abandoned: cleanup must not hold a cancelled task for long.
+CLOSE_SECONDS = 1.0
 
 #: Body fields ``AsyncMessages.create`` takes as keyword arguments in the installed SDK.
 _SDK_PARAMS = frozenset(
@@ -65,6 +86,7 @@ def validate(spec: ModelSpec) -> str:
             f"options['json_schema_mode'] for {spec.name} must be one of "
             f"{', '.join(_SCHEMA_MODES)}, got {mode!r}"
         )
+    header_option(spec.options, spec.name)
     return str(mode)
 
 
@@ -73,13 +95,29 @@ def create(spec: ModelSpec, *, max_connections: int) -> AnthropicProvider:
     mode = validate(spec)
     if not spec.api_key:
         raise ConfigurationError(f"no API key for {spec.name}: set ANTHROPIC_API_KEY")
+    base_url = _base_url(spec.base_url)
+    https = yarl.URL(base_url).scheme == "https"
     return AnthropicProvider(
         api_key=spec.api_key,
-        base_url=spec.base_url,
+        base_url=base_url,
         timeout=spec.timeout,
         max_connections=max_connections,
         json_schema_mode=mode,
+        ssl_context=spec.ssl_context() if https else None,
+        limits=spec.response_limits,
+        headers=header_option(spec.options, spec.name),
     )
+
+
+def _base_url(base_url: str | None) -> str:
+    """The base URL the SDK would pick (argument, ``ANTHROPIC_BASE_URL``, the API's)."""
+    url = (base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL).strip()
+    parsed = yarl.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {url!r}"
+        )
+    return url
 
 
 def schema_instruction(schema: Mapping[str, Any]) -> str:
@@ -121,26 +159,48 @@ class AnthropicProvider:
         timeout: float | None,
         max_connections: int,
         json_schema_mode: str = "instruction",
+        ssl_context: ssl.SSLContext | None = None,
+        limits: ResponseLimits | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
+        url = yarl.URL(_base_url(base_url))
+        extra = dict(headers or {})
+        # The SDK sends the key as a header: refuse one that would split it.
+        check_headers({"x-api-key": api_key, **extra}, "anthropic provider")
         self._native_schema = json_schema_mode == "native"
         self._api_key = api_key
+        self._secrets: tuple[str | None, ...] = (api_key, *secrets_in(extra))
         self._timeout = timeout
         self._max_connections = max_connections
+        self._host = url.host or ""
+        self._port = url.port or (443 if url.scheme == "https" else 80)
+        proxy = env_proxy(url)
+        self._proxy = proxy
+        self._origin = AiohttpOrigin(
+            max_connections=max_connections,
+            ssl_context=ssl_context,
+            limits=limits or ResponseLimits(),
+            proxy=proxy,
+            sse_guard=True,
+        )
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
-            base_url=base_url,
+            base_url=str(url),
             max_retries=0,
             timeout=timeout,
-            http_client=anthropic.DefaultAioHttpClient(
-                timeout=timeout,
-                limits=httpx2.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                ),
+            default_headers=extra or None,
+            http_client=httpx2.AsyncClient(
+                transport=SDKTransport(self._origin),
+                timeout=httpx2.Timeout(timeout),
+                # A redirect would take the key to another URL: report it instead.
+                follow_redirects=False,
+                trust_env=False,
             ),
         )
         self._base_url = str(self._client.base_url)
+        warn_plain_http("anthropic", url, api_key)
 
     def __repr__(self) -> str:
         return (
@@ -195,18 +255,16 @@ class AnthropicProvider:
 
     async def complete(self, model: str, request: Request) -> ProviderResponse:
         params = self._params(model, request)
-        deadline = self._deadline(request)
+        # The transport bounds the whole exchange, body included, by this deadline.
+        token = DEADLINE.set(self._deadline(request))
         try:
-            # The SDK's timeout bounds each read; this bounds the whole call.
-            with anyio.fail_after(None if deadline is None else deadline - time.monotonic()):
-                raw = await self._client.messages.with_raw_response.create(**params)
-                body = await raw.read()
-        except TimeoutError as exc:
-            raise APITimeoutError(
-                f"no complete answer from {self._base_url} in time", model=model
-            ) from exc
+            raw = await self._client.messages.with_raw_response.create(**params)
+            body = await raw.read()
         except Exception as exc:
-            raise self._map_error(exc, model) from exc
+            error, cause = self._map_error(exc, model)
+            raise error from cause
+        finally:
+            DEADLINE.reset(token)
         headers = raw.headers
         request_id = headers.get("request-id")
         try:
@@ -229,13 +287,15 @@ class AnthropicProvider:
     async def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
         params = self._params(model, request)
         deadline = self._deadline(request)
+        # The transport holds the whole stream to this deadline, silent servers included.
+        token = DEADLINE.set(deadline)
         try:
-            with anyio.fail_after(None if deadline is None else deadline - time.monotonic()):
-                stream = await self._client.messages.create(**params, stream=True)
-        except TimeoutError as exc:
-            raise APITimeoutError(f"no answer from {self._base_url} in time", model=model) from exc
+            stream = await self._client.messages.create(**params, stream=True)
         except Exception as exc:
-            raise self._map_error(exc, model) from exc
+            error, cause = self._map_error(exc, model)
+            raise error from cause
+        finally:
+            DEADLINE.reset(token)
         headers = stream.response.headers
         request_id = headers.get("request-id")
         finish: str | None = None
@@ -281,11 +341,13 @@ class AnthropicProvider:
             raise
         except Exception as exc:
             if not stopped:
-                raise self._map_error(exc, model, request_id) from exc
+                error, cause = self._map_error(exc, model, request_id)
+                raise error from cause
             # The answer was complete; a failure while draining the body changes nothing.
         finally:
-            # Closes the HTTP response at once, also on early exit and cancellation.
-            with anyio.CancelScope(shield=True):
+            # Closes the HTTP response at once, also on early exit and cancellation;
+            # shielded, but bounded: a cancelled task is not held by a stuck close.
+            with anyio.move_on_after(CLOSE_SECONDS, shield=True):
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
                     await aclose()
@@ -296,15 +358,45 @@ class AnthropicProvider:
 
     def _map_error(
         self, exc: BaseException, model: str, request_id: str | None = None
+    ) -> tuple[ProviderError, BaseException | None]:
+        """Our error for an SDK (or transport) failure, and the exception to chain it to."""
+        found = find_transport_error(exc)
+        if found is not None:
+            # Our transport failed: its error says exactly what, and its cause why.
+            error = map_transport_error(
+                found,
+                host=self._host,
+                port=self._port,
+                model=model,
+                secrets=self._secrets,
+                proxy=self._proxy,
+                request_id=request_id,
+            )
+            return error, found.__cause__
+        return self._map_sdk_error(exc, model, request_id), exc
+
+    def _map_sdk_error(
+        self, exc: BaseException, model: str, request_id: str | None = None
     ) -> ProviderError:
+        secrets = self._secrets
         key = self._api_key
         if isinstance(exc, anthropic.APIError):
             # It stays our ``__cause__``: scrub a key a server may have echoed back.
-            exc.message = redact(exc.message, key)
-            exc.args = tuple(redact(a, key) if isinstance(a, str) else a for a in exc.args)
+            exc.message = redact(exc.message, *secrets)
+            exc.args = tuple(redact(a, *secrets) if isinstance(a, str) else a for a in exc.args)
         if isinstance(exc, anthropic.APIStatusError):
             status = exc.status_code
             detail = exc.api_message or exc.message
+            if 300 <= status < 400:
+                location = exc.response.headers.get("location")
+                return error_for_status(
+                    status,
+                    redirect_message(status, self._base_url, location, "/v1/messages"),
+                    headers=exc.response.headers,
+                    model=model,
+                    api_key=key,
+                    secrets=secrets,
+                )
             if status < 400:
                 # An ``error`` event inside a 200 stream: only its type says what failed.
                 return error_for_type(
@@ -314,6 +406,7 @@ class AnthropicProvider:
                     headers=exc.response.headers,
                     model=model,
                     api_key=key,
+                    secrets=secrets,
                 )
             return error_for_status(
                 status,
@@ -323,8 +416,9 @@ class AnthropicProvider:
                 error_code=exc.error_code,
                 model=model,
                 api_key=key,
+                secrets=secrets,
             )
-        text = redact(f"{type(exc).__name__}: {exc}", key)
+        text = redact(f"{type(exc).__name__}: {exc}", *secrets)
         if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException | TimeoutError):
             return APITimeoutError(
                 f"no answer from {self._base_url} in time ({text})",

@@ -9,38 +9,48 @@ transports, picked with ``ModelSpec(..., options={"transport": ...})``:
   the event loop; this client needs about half of aiohttp's CPU per answer,
   which is what keeps the engine near the ideal throughput. It has no proxy
   support.
-- ``"aiohttp"``: :class:`aiohttp.ClientSession`, with the environment's proxy
-  (``HTTP(S)_PROXY``, honouring ``NO_PROXY``). Used automatically, when no
-  transport is given, if the environment asks for a proxy for the base URL
-  (``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY``).
+- ``"aiohttp"``: :class:`~._aiohttp.AiohttpOrigin` over :class:`aiohttp.ClientSession`,
+  with the environment's proxy (``HTTPS_PROXY`` / ``HTTP_PROXY``, else
+  ``ALL_PROXY``; ``NO_PROXY`` and loopback go direct; HTTP(S) proxies only).
+  Used automatically, when no transport is given, if the environment asks for
+  a proxy for the base URL.
 
 Either way one connection pool sized by ``max_connections`` per provider,
-created lazily inside the running event loop; request bodies, JSON and SSE
-parsing and error mapping are shared.
+created lazily inside the running event loop, TLS from the model's ``verify``,
+the model's :class:`~agentic_synth.ResponseLimits` on headers, bodies and SSE
+lines/events, and no redirects (a 3xx is a :class:`~agentic_synth.RedirectError`
+saying which base URL to set); request bodies, JSON and SSE parsing and error
+mapping are shared.
+
+Request bodies: ``max_completion_tokens`` instead of ``max_tokens`` for the
+models that require it (``o1*``, ``o3*``, ``o4*``, ``gpt-5*``; override with
+``options={"max_tokens_field": ...}``), and ``strict: true`` for a JSON Schema
+only when it fits the strict subset (:mod:`._openai_strict`). Extra headers for
+every request: ``options={"headers": {...}}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-import urllib.request
+import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, Protocol
 
-import aiohttp
 import anyio
 import yarl
 
 from .._exceptions import (
     APIConnectionError,
-    APITimeoutError,
     ConfigurationError,
     ProviderError,
-    redact,
 )
-from .._spec import ModelSpec
+from .._spec import ModelSpec, ResponseLimits
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
 from ..streaming import SSEDecoder
+from ._aiohttp import AiohttpOrigin
 from ._base import ProviderStreamEvent
 from ._http_errors import (
     BodyError,
@@ -48,8 +58,20 @@ from ._http_errors import (
     error_for_type,
     error_from_body,
     rate_limit_headers,
+    redirect_message,
 )
 from ._lean_http import LeanHTTPClient, LeanHTTPError, LeanStream
+from ._net import (
+    Proxy,
+    TransportError,
+    check_headers,
+    env_proxy,
+    header_option,
+    map_transport_error,
+    secrets_in,
+    warn_plain_http,
+)
+from ._openai_strict import strict_eligible
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -60,8 +82,14 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _USER_AGENT = "agentic-synth/0.1"
+_PATH = "/chat/completions"
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
+MAX_TOKENS_FIELDS: tuple[MaxTokensField, ...] = ("max_tokens", "max_completion_tokens")
+#: Model name prefixes whose API rejects ``max_tokens`` (reasoning models and their successors).
+COMPLETION_TOKENS_MODELS = ("o1", "o3", "o4", "gpt-5")
+#: Whether the installed lean client takes response limits (it gained them in this release).
+_LEAN_LIMITS = "limits" in inspect.signature(LeanHTTPClient).parameters
 Transport = Literal["lean", "aiohttp"]
 TRANSPORTS: tuple[Transport, ...] = ("lean", "aiohttp")
 #: Transport used when the spec names none and no proxy is asked for.
@@ -71,9 +99,24 @@ DRAIN_SECONDS = 0.5
 
 
 def validate(spec: ModelSpec) -> None:
-    """Fail at configuration time on a base URL or transport that cannot work."""
-    chat_completions_url(spec.base_url)
+    """Fail at configuration time on a base URL, transport, option or proxy that cannot work."""
+    env_proxy(chat_completions_url(spec.base_url))
     _transport_option(spec)
+    _max_tokens_option(spec)
+    header_option(spec.options, spec.name)
+
+
+def _max_tokens_option(spec: ModelSpec) -> MaxTokensField | None:
+    value = spec.options.get("max_tokens_field")
+    if value is None:
+        return None
+    for name in MAX_TOKENS_FIELDS:
+        if value == name:
+            return name
+    raise ConfigurationError(
+        f"options['max_tokens_field'] for {spec.name} must be one of "
+        f"{', '.join(repr(f) for f in MAX_TOKENS_FIELDS)}, got {value!r}"
+    )
 
 
 def _transport_option(spec: ModelSpec) -> Transport | None:
@@ -91,12 +134,17 @@ def _transport_option(spec: ModelSpec) -> Transport | None:
 
 def create(spec: ModelSpec, *, max_connections: int) -> OpenAIProvider:
     """Build the provider for a resolved ``openai:`` spec."""
+    https = chat_completions_url(spec.base_url).scheme == "https"
     return OpenAIProvider(
         base_url=spec.base_url,
         api_key=spec.api_key,
         timeout=spec.timeout,
         max_connections=max_connections,
         transport=_transport_option(spec),
+        ssl_context=spec.ssl_context() if https else None,
+        limits=spec.response_limits,
+        headers=header_option(spec.options, spec.name),
+        max_tokens_field=_max_tokens_option(spec),
     )
 
 
@@ -114,20 +162,7 @@ def chat_completions_url(base_url: str | None) -> yarl.URL:
         )
     if url.path in ("", "/"):
         url = url.with_path("/v1")
-    return url.with_path(url.path.rstrip("/") + "/chat/completions")
-
-
-def _env_proxy(url: yarl.URL, *, scheme_only: bool = True) -> str | None:
-    """The proxy the environment asks for, resolved once instead of on every request.
-
-    ``scheme_only=False`` also counts ``ALL_PROXY``, which aiohttp does not use
-    but which still means "this network needs a proxy".
-    """
-    host = url.host or ""
-    if host in _LOOPBACK or urllib.request.proxy_bypass(host):
-        return None
-    proxies = urllib.request.getproxies()
-    return proxies.get(url.scheme) or (None if scheme_only else proxies.get("all"))
+    return url.with_path(url.path.rstrip("/") + _PATH)
 
 
 class _StreamResponse(Protocol):
@@ -145,45 +180,8 @@ class _StreamResponse(Protocol):
     def close(self) -> None: ...
 
 
-class _AiohttpStream:
-    """An aiohttp response seen through :class:`_StreamResponse`."""
-
-    __slots__ = ("_resp",)
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self._resp = resp
-
-    @property
-    def status(self) -> int:
-        return self._resp.status
-
-    @property
-    def reason(self) -> str | None:
-        return self._resp.reason
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._resp.headers
-
-    def at_eof(self) -> bool:
-        return self._resp.content.at_eof()
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self._resp.content.iter_any()
-
-    async def read(self) -> bytes:
-        return await self._resp.read()
-
-    def close(self) -> None:
-        # Read to the end: the connection goes back to the pool; otherwise drop it.
-        if self._resp.content.at_eof():
-            self._resp.release()
-        else:
-            self._resp.close()
-
-
 class OpenAIProvider:
-    """Chat Completions over one aiohttp session; errors mapped to ProviderError."""
+    """Chat Completions over one connection pool; errors mapped to ProviderError."""
 
     name = "openai"
 
@@ -195,29 +193,48 @@ class OpenAIProvider:
         timeout: float | None,
         max_connections: int,
         transport: Transport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        limits: ResponseLimits | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_tokens_field: MaxTokensField | None = None,
     ) -> None:
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
+        if max_tokens_field is not None and max_tokens_field not in MAX_TOKENS_FIELDS:
+            raise ConfigurationError(
+                f"max_tokens_field must be one of {MAX_TOKENS_FIELDS}, got {max_tokens_field!r}"
+            )
         self._url = chat_completions_url(base_url)
-        self._host = self._url.host
+        self._base = str(self._url)[: -len(_PATH)]
+        self._host = self._url.host or ""
+        self._port = self._url.port or (443 if self._url.scheme == "https" else 80)
         self._api_key = api_key
-        self._proxy = _env_proxy(self._url)
+        extra = dict(headers or {})
+        self._secrets: tuple[str | None, ...] = (api_key, *secrets_in(extra))
+        self._proxy: Proxy | None = env_proxy(self._url)
         if transport is None:
-            wants_proxy = _env_proxy(self._url, scheme_only=False) is not None
-            transport = "aiohttp" if wants_proxy else DEFAULT_TRANSPORT
+            transport = "aiohttp" if self._proxy is not None else DEFAULT_TRANSPORT
         if transport not in TRANSPORTS:
             raise ConfigurationError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         self.transport: Transport = transport
         self._target = self._url.raw_path_qs
-        self._headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT}
+        self._headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT, **extra}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        # Checked once here, so no request can carry a header split by CR/LF.
+        check_headers(self._headers, "openai provider")
+        self._ssl = ssl_context
+        self._limits = limits or ResponseLimits()
         self._total = timeout
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._max_tokens_field = max_tokens_field
+        self._fields: dict[str, MaxTokensField] = {}
+        self._schema: Mapping[str, Any] | None = None
+        self._schema_strict = False
+        self._origin: AiohttpOrigin | None = None
         self._lean: LeanHTTPClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        warn_plain_http("openai", self._url, api_key)
 
     def __repr__(self) -> str:
         return (
@@ -230,41 +247,57 @@ class OpenAIProvider:
         client = self._lean
         if client is None or self._loop is not loop:
             # Connections belong to the loop they were made in; a new loop gets a new pool.
+            options: dict[str, Any] = {"ssl_context": self._ssl}
+            if _LEAN_LIMITS:
+                options["limits"] = self._limits
             client = LeanHTTPClient(
                 self._url.scheme,
-                self._host or "",
+                self._host,
                 self._url.explicit_port,
                 max_connections=self._max_connections,
+                **options,
             )
             self._lean, self._loop = client, loop
         return client
 
-    def _client(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        session = self._session
-        if session is None or session.closed or self._loop is not loop:
-            # A session belongs to the loop it was made in; a new loop (a new
-            # ``asyncio.run``) gets a new pool.
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30
+    def _aiohttp(self) -> AiohttpOrigin:
+        origin = self._origin
+        if origin is None:
+            origin = self._origin = AiohttpOrigin(
+                max_connections=self._max_connections,
+                ssl_context=self._ssl,
+                limits=self._limits,
+                proxy=self._proxy,
             )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                # API gateways set cookies we never need: don't parse or store them.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("Accept-Encoding",),
-            )
-            self._session, self._loop = session, loop
-        return session
+        return origin
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        origin, self._origin = self._origin, None
+        if origin is not None:
+            await origin.aclose()
         lean, self._lean = self._lean, None
         if lean is not None:
             await lean.aclose()
+
+    def _tokens_field(self, model: str) -> MaxTokensField:
+        """``max_tokens`` or ``max_completion_tokens`` for ``model`` (decided once per name)."""
+        field = self._fields.get(model)
+        if field is None:
+            field = self._max_tokens_field or (
+                "max_completion_tokens"
+                if model.lower().startswith(COMPLETION_TOKENS_MODELS)
+                else "max_tokens"
+            )
+            if len(self._fields) < 256:
+                self._fields[model] = field
+        return field
+
+    def _strict(self, schema: Mapping[str, Any]) -> bool:
+        """Strict mode for ``schema``; a job reuses one schema object, so it is checked once."""
+        if schema is not self._schema:
+            self._schema_strict = strict_eligible(schema)
+            self._schema = schema
+        return self._schema_strict
 
     def _body(self, model: str, request: Request, *, stream: bool) -> bytes:
         messages: list[Any] = request.messages
@@ -272,18 +305,19 @@ class OpenAIProvider:
             messages = [{"role": "system", "content": request.system}, *messages]
         body: dict[str, Any] = {"model": model, "messages": messages}
         extra = request.extra
-        if not extra or "max_completion_tokens" not in extra:
-            body["max_tokens"] = request.max_tokens
+        if not extra or ("max_completion_tokens" not in extra and "max_tokens" not in extra):
+            body[self._tokens_field(model)] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.top_p is not None:
             body["top_p"] = request.top_p
         if request.stop:
             body["stop"] = list(request.stop)
-        if request.json_schema is not None:
+        schema = request.json_schema
+        if schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "output", "schema": request.json_schema, "strict": True},
+                "json_schema": {"name": "output", "schema": schema, "strict": self._strict(schema)},
             }
         if stream:
             body["stream"] = True
@@ -292,18 +326,12 @@ class OpenAIProvider:
             body.update(extra)
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
-    async def _post(self, body: bytes, request: Request) -> aiohttp.ClientResponse:
-        timeout = (
-            self._timeout
-            if request.timeout is None
-            else aiohttp.ClientTimeout(total=request.timeout)
-        )
-        return await self._client().post(
-            self._url, data=body, headers=self._headers, timeout=timeout, proxy=self._proxy
-        )
-
     def _total_for(self, request: Request) -> float | None:
         return self._total if request.timeout is None else request.timeout
+
+    def _deadline(self, request: Request) -> float | None:
+        total = self._total_for(request)
+        return None if total is None else time.monotonic() + total
 
     async def complete(self, model: str, request: Request) -> ProviderResponse:
         body = self._body(model, request, stream=False)
@@ -315,17 +343,22 @@ class OpenAIProvider:
                     "POST", self._target, self._headers, body, total=self._total_for(request)
                 )
             else:
-                async with await self._post(body, request) as resp:
+                resp = await self._aiohttp().request(
+                    "POST", self._url, self._headers, body, deadline=self._deadline(request)
+                )
+                try:
                     raw = await resp.read()
-                    status, reason, all_headers = resp.status, resp.reason, resp.headers
-            if status >= 400:
+                finally:
+                    resp.close()
+                status, reason, all_headers = resp.status, resp.reason, resp.headers
+            if status >= 300:
                 raise self._status_error(status, reason, all_headers, raw, model)
             headers = rate_limit_headers(all_headers.items())
             request_id = _request_id(all_headers)
         except ProviderError:
             raise
         except Exception as exc:
-            raise self._transport_error(exc, model) from _cause(exc)
+            raise self._transport_error(exc, model) from exc
         return self._parse_completion(raw, model, request_id, headers)
 
     async def _open_stream(self, body: bytes, request: Request) -> _StreamResponse:
@@ -334,16 +367,18 @@ class OpenAIProvider:
                 "POST", self._target, self._headers, body, total=self._total_for(request)
             )
             return stream
-        return _AiohttpStream(await self._post(body, request))
+        return await self._aiohttp().request(
+            "POST", self._url, self._headers, body, deadline=self._deadline(request)
+        )
 
     async def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
         body = self._body(model, request, stream=True)
         try:
             resp = await self._open_stream(body, request)
         except Exception as exc:
-            raise self._transport_error(exc, model) from _cause(exc)
+            raise self._transport_error(exc, model) from exc
         try:
-            if resp.status >= 400:
+            if resp.status >= 300:
                 raw = await resp.read()
                 raise self._status_error(resp.status, resp.reason, resp.headers, raw, model)
             headers = rate_limit_headers(resp.headers.items())
@@ -358,7 +393,8 @@ class OpenAIProvider:
             else:
                 finish: str | None = None
                 usage = Usage()
-                decoder = SSEDecoder()
+                limits = self._limits
+                decoder = SSEDecoder(limits.max_line_bytes, limits.max_event_bytes)
                 done = False
                 async for chunk in resp.chunks():
                     for event in decoder.feed(chunk):
@@ -390,7 +426,7 @@ class OpenAIProvider:
         except ProviderError:
             raise
         except Exception as exc:
-            raise self._transport_error(exc, model) from _cause(exc)
+            raise self._transport_error(exc, model) from exc
         finally:
             # A body read to its end hands the connection back to the pool; an
             # early close, cancellation or error drops it at once.
@@ -453,7 +489,7 @@ class OpenAIProvider:
                 headers=headers,
                 error_type=info.type,
                 model=model,
-                api_key=self._api_key,
+                secrets=self._secrets,
             )
         return error_for_type(
             info.type,
@@ -461,7 +497,7 @@ class OpenAIProvider:
             error_code=info.code,
             headers=headers,
             model=model,
-            api_key=self._api_key,
+            secrets=self._secrets,
         )
 
     def _status_error(
@@ -473,6 +509,12 @@ class OpenAIProvider:
         model: str,
     ) -> ProviderError:
         """``headers`` must be case-insensitive or have lower-cased names."""
+        if status < 400:
+            # A redirect: never followed (the key would go along), reported with the fix.
+            text = redirect_message(status, self._base, headers.get("location"), _PATH)
+            return error_for_status(
+                status, text, headers=headers, model=model, secrets=self._secrets
+            )
         try:
             info = error_from_body(json.loads(raw))
         except ValueError:
@@ -485,16 +527,18 @@ class OpenAIProvider:
             error_type=info.type,
             error_code=info.code,
             model=model,
-            api_key=self._api_key,
+            secrets=self._secrets,
         )
 
     def _transport_error(self, exc: BaseException, model: str) -> ProviderError:
-        detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), self._api_key)
-        if isinstance(exc, TimeoutError) or (
-            isinstance(exc, LeanHTTPError) and exc.reason == "timeout"
-        ):
-            return APITimeoutError(f"no answer from {self._host} in time ({detail})", model=model)
-        return APIConnectionError(f"connection to {self._host} failed: {detail}", model=model)
+        return map_transport_error(
+            exc,
+            host=self._host,
+            port=self._port,
+            model=model,
+            secrets=self._secrets,
+            proxy=self._proxy,
+        )
 
 
 async def _drain(resp: _StreamResponse) -> None:
@@ -507,14 +551,8 @@ async def _drain(resp: _StreamResponse) -> None:
     with anyio.move_on_after(DRAIN_SECONDS):
         try:
             await resp.read()
-        except (aiohttp.ClientError, OSError, LeanHTTPError):
+        except (OSError, LeanHTTPError, TransportError):
             pass
-
-
-def _cause(exc: BaseException) -> BaseException | None:
-    # aiohttp's ClientResponseError keeps the request headers (the Authorization
-    # key among them) and shows them in its repr: do not chain it.
-    return None if isinstance(exc, aiohttp.ClientResponseError) else exc
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:

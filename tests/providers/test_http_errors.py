@@ -13,9 +13,13 @@ from agentic_synth._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     ProviderError,
+    QuotaExceededError,
     RateLimitedError,
+    RedirectError,
     ServerError,
 )
 from agentic_synth.providers._http_errors import (
@@ -39,11 +43,14 @@ from agentic_synth.providers._http_errors import (
         (408, ServerError, True),
         (409, ServerError, True),
         (400, BadRequestError, False),
-        (404, BadRequestError, False),
+        (404, NotFoundError, False),
         (413, BadRequestError, False),
         (422, BadRequestError, False),
         (401, AuthenticationError, False),
-        (403, AuthenticationError, False),
+        (403, PermissionDeniedError, False),
+        (402, QuotaExceededError, False),
+        (301, RedirectError, False),
+        (307, RedirectError, False),
     ],
 )
 def test_status_classes(status: int, cls: type[ProviderError], retryable: bool) -> None:
@@ -67,7 +74,8 @@ def test_code_is_more_specific_than_type_in_streams() -> None:
     assert type(exc) is RateLimitedError
     assert type(error_for_type("server_error", "x", error_code="unheard_of")) is ServerError
     quota = error_for_type("insufficient_quota", "x", error_code="insufficient_quota")
-    assert type(quota) is RateLimitedError and quota.retryable is False
+    assert type(quota) is QuotaExceededError and quota.retryable is False
+    assert quota.code == "insufficient_quota"
 
 
 @pytest.mark.parametrize(
@@ -93,14 +101,20 @@ def test_headers_give_retry_after_request_id_and_should_retry() -> None:
     headers = CIMultiDict({"Retry-After": "7", "X-Request-Id": "req_1", "X-Should-Retry": "false"})
     exc = error_for_status(503, "down", headers=headers)
     assert exc.retry_after == 7.0 and exc.request_id == "req_1"
-    assert exc.retryable is False and ServerError.retryable is True  # instance only
+    # Reported for the router's failure policy; it no longer overrides the class default.
+    assert exc.should_retry is False and exc.retryable is True
     exc = error_for_status(400, "odd", headers={"x-should-retry": "true"})
-    assert exc.retryable is True and BadRequestError.retryable is False
+    assert exc.should_retry is True and exc.retryable is False
+    assert error_for_status(400, "odd", headers={}).should_retry is None
 
 
 def test_insufficient_quota_is_not_worth_retrying() -> None:
     exc = error_for_status(429, "quota", error_type="insufficient_quota")
-    assert isinstance(exc, RateLimitedError) and exc.retryable is False
+    assert type(exc) is QuotaExceededError and exc.retryable is False
+    credit = "Your credit balance is too low to access the Anthropic API."
+    assert type(error_for_status(400, credit, error_type="invalid_request_error")) is (
+        QuotaExceededError
+    )
 
 
 def test_parse_retry_after_forms() -> None:

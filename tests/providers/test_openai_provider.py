@@ -24,6 +24,7 @@ from agentic_synth._exceptions import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    NotFoundError,
     OverloadedError,
     ProviderError,
     RateLimitedError,
@@ -129,6 +130,7 @@ async def test_complete_maps_request_and_response(
     scripted: Scripted, provider: OpenAIProvider
 ) -> None:
     assert isinstance(provider, Provider)
+    # Not strict-eligible (no additionalProperties: false, "a" not required): strict false.
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     out = await provider.complete(
         "gpt-x",
@@ -154,7 +156,7 @@ async def test_complete_maps_request_and_response(
         "stop": ["END"],
         "response_format": {
             "type": "json_schema",
-            "json_schema": {"name": "output", "schema": schema, "strict": True},
+            "json_schema": {"name": "output", "schema": schema, "strict": False},
         },
         "seed": 3,
     }
@@ -238,7 +240,7 @@ async def test_stream_answered_with_plain_json(
             BadRequestError,
             None,
         ),
-        (404, {"error": {"message": "no such model"}}, None, BadRequestError, None),
+        (404, {"error": {"message": "no such model"}}, None, NotFoundError, None),
         (
             401,
             {"error": {"message": f"Incorrect API key provided: {KEY}"}},
@@ -278,7 +280,9 @@ async def test_error_message_carries_server_text(
     with pytest.raises(BadRequestError) as info:
         await provider.complete("gpt-x", req())
     assert "max_tokens is too large" in str(info.value)
-    assert info.value.retryable is True and info.value.request_id == "req_e"
+    # The server's verdict is reported for the router's policy; the class keeps its default.
+    assert info.value.should_retry is True and info.value.retryable is False
+    assert info.value.request_id == "req_e"
 
 
 async def test_timeout_and_per_request_override(scripted: Scripted) -> None:
