@@ -232,16 +232,17 @@ def host_port(host: str, port: int) -> str:
 
 
 def _chain(exc: BaseException | None) -> Iterable[BaseException]:
-    """``exc``, what aiohttp's connector errors wrap, then its causes."""
+    """What aiohttp's connector errors wrap, ``exc``, then its causes."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen and len(seen) < 16:
         seen.add(id(exc))
-        yield exc
+        # The wrapped error first: it carries the details (errno, verify_message).
         for name in ("certificate_error", "os_error"):
             inner = getattr(exc, name, None)
             if isinstance(inner, BaseException) and id(inner) not in seen:
                 seen.add(id(inner))
                 yield inner
+        yield exc
         exc = exc.__cause__ or exc.__context__
 
 
