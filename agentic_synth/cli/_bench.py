@@ -2,19 +2,22 @@
 
 Meant for CI performance jobs: ``--min-throughput``, ``--max-p99``,
 ``--max-cpu-us`` and ``--max-error-rate`` turn the figures into an exit code.
+Flags, models and the ``--json`` path are checked before the run, so a long
+benchmark never fails at the end for a typo.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from .._synth import Synth
-from ._common import add_generation_arguments, generation_params, model_specs, run_async
+from ._args import check_range
+from ._common import add_generation_arguments, build_synth, run_async
+from ._output import End, Output
+from ._streams import say
 
 __all__ = ["add_parser", "run_bench"]
 
@@ -25,9 +28,10 @@ def add_parser(sub: Any) -> None:
         help="measure throughput, latency and CPU per request",
         description="Run N generated prompts through the engine and report the figures "
         "(on the embedded simulator unless --model says otherwise).",
+        epilog="exit status: 0 within the thresholds; 1 a threshold failed; 2 a usage problem.",
     )
     p.add_argument("-n", "--requests", type=int, default=2000, help="requests to send (2000)")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--min-throughput", type=float, metavar="REQ_S")
     p.add_argument("--max-p99", type=float, metavar="SECONDS")
     p.add_argument("--max-cpu-us", type=float, metavar="US", help="CPU microseconds per request")
@@ -66,12 +70,27 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
+def _check(args: argparse.Namespace) -> None:
+    check_range("--requests", args.requests, low=1)
+    check_range("--min-throughput", args.min_throughput, low=0, low_open=True)
+    check_range("--max-p99", args.max_p99, low=0, low_open=True)
+    check_range("--max-cpu-us", args.max_cpu_us, low=0, low_open=True)
+    check_range("--max-error-rate", args.max_error_rate, low=0, high=1)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.requests <= 0:
-        print("synth: error: --requests must be >= 1", file=sys.stderr)
-        return 2
-    synth = Synth(model_specs(args), max_concurrency=args.concurrency)
-    figures = run_async(run_bench, synth, args.requests, generation_params(args))
+    _check(args)
+    synth = build_synth(args)
+    report = None if args.json is None else Output.open("--json", args.json)
+    end = End.FAILED  # an unfinished run leaves an old report as it was
+    try:
+        figures = run_async(run_bench, synth, args.requests, {})
+        if report is not None:
+            report.add(json.dumps(figures, indent=2).encode() + b"\n")
+            end = End.COMPLETE
+    finally:
+        if report is not None:
+            report.close(end)
     print(
         f"{figures['requests']} requests at concurrency {figures['concurrency']} "
         f"on {', '.join(figures['models'])}\n"
@@ -79,10 +98,9 @@ def run(args: argparse.Namespace) -> int:
         f"  latency      p50 {_ms(figures['latency_p50'])}, p95 {_ms(figures['latency_p95'])}, "
         f"p99 {_ms(figures['latency_p99'])}\n"
         f"  CPU          {figures['cpu_us_per_request']:.1f} us/request\n"
-        f"  errors       {figures['error_rate']:.2%}"
+        f"  errors       {figures['error_rate']:.2%}",
+        flush=True,
     )
-    if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     failures = []
     if args.min_throughput is not None and figures["throughput"] < args.min_throughput:
         failures.append(f"throughput {figures['throughput']:.0f} < {args.min_throughput:g} req/s")
@@ -94,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
     if args.max_error_rate is not None and figures["error_rate"] > args.max_error_rate:
         failures.append(f"error rate {figures['error_rate']:.4f} > {args.max_error_rate:g}")
     for failure in failures:
-        print(f"FAIL: {failure}", file=sys.stderr)
+        say(f"FAIL: {failure}")
     return 1 if failures else 0

@@ -1,27 +1,50 @@
-"""``synth generate``: run a batch from a file (or a template) to a JSONL file.
+"""``synth generate``: run a batch from a file, stdin or a template to JSON Lines.
 
-Results are written as they complete (or in input order with ``--ordered``),
-so an interrupted run keeps everything that finished.
+Every flag, the models, the schema file and the input are checked before the
+output is touched; results are written as they complete (or in input order
+with ``--ordered``), so an interrupted run keeps everything that finished.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
 
 from .._exceptions import ConfigurationError
 from .._synth import Synth
-from .._types import Completion
-from ._common import add_generation_arguments, generation_params, model_specs, run_async
-from ._records import read_inputs, result_record
+from ._args import check_range
+from ._common import add_generation_arguments, build_synth, run_async
+from ._inputs import PARAM_KEYS, FileSource, Input, Source, TemplateSource, feed
+from ._output import FLUSH_SECONDS, End, Output
+from ._records import ROW_HELP, result_line
+from ._summary import Summary
 
 __all__ = ["add_parser"]
+
+_DEFAULT_TEMPLATE = "Write a short, realistic customer question about product #{i}."
+_DEFAULT_COUNT = 100
+
+_EPILOG = f"""\
+input (--input FILE, '-' for stdin), one input per line, read lazily:
+  {{"prompt": "...", ...}} or {{"messages": [{{"role": "user", "content": "..."}}], ...}}
+      a JSON object; generation parameters in it ({", ".join(sorted(PARAM_KEYS))})
+      apply to that input only, "id" and any other field are copied to its output row
+  "a JSON string", or [{{"role": ...}}, ...] (a list of message objects)
+  anything else: the line is the prompt (even if it starts with [ or ")
+  A line starting with {{ that is not a valid input object becomes that input's error
+  row (its message says FILE:LINE) and the job goes on; blank lines are skipped.
+  A line that is not UTF-8 stops reading there: what was read is finished, then exit 2.
+
+{ROW_HELP}
+
+exit status: 0 done; 1 with --strict when an input failed; 2 a usage, input or
+output problem (nothing is overwritten unless a result was produced); 130 on
+Ctrl-C (everything finished is written, in order with --ordered); 141 when stdout
+is closed early (| head).
+"""
 
 
 def add_parser(sub: Any) -> None:
@@ -29,6 +52,8 @@ def add_parser(sub: Any) -> None:
         "generate",
         help="generate completions for many prompts",
         description="Generate one completion per input and write JSON Lines results.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument(
@@ -37,13 +62,21 @@ def add_parser(sub: Any) -> None:
     src.add_argument(
         "-p", "--prompt", metavar="TEMPLATE", help="a prompt template; {i} becomes 0..count-1"
     )
-    p.add_argument("-n", "--count", type=int, default=100, help="inputs made from --prompt (100)")
+    p.add_argument("-n", "--count", type=int, help=f"inputs made from --prompt ({_DEFAULT_COUNT})")
     p.add_argument(
-        "-o", "--output", default="-", metavar="FILE", help="JSONL results ('-': stdout)"
+        "-o",
+        "--output",
+        default="-",
+        metavar="FILE",
+        help="JSONL results ('-': stdout); replaced only once the first result is ready",
     )
-    p.add_argument("--ordered", action="store_true", help="write results in input order")
+    p.add_argument(
+        "--ordered",
+        action="store_true",
+        help="write results in input order (holds at most 4 x concurrency results back)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 if any input failed")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     p.add_argument(
         "--dedup-prompts",
         type=float,
@@ -65,120 +98,110 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-_DEFAULT_TEMPLATE = "Write a short, realistic customer question about product #{i}."
+def _check(args: argparse.Namespace) -> None:
+    check_range("--count", args.count, low=0)
+    if args.count is not None and args.input is not None:
+        raise ConfigurationError("--count applies to --prompt; with --input every line is an input")
+    check_range("--dedup-prompts", args.dedup_prompts, low=0, low_open=True, high=1)
+    check_range("--dedup-outputs", args.dedup_outputs, low=0, low_open=True, high=1)
+    if args.drop_duplicates and args.dedup_outputs is None:
+        raise ConfigurationError("--drop-duplicates needs --dedup-outputs JACCARD, e.g. 0.9")
 
 
-def _template_inputs(template: str, count: int) -> Iterator[str]:
-    for i in range(count):
-        yield template.replace("{i}", str(i))
+def _open_source(args: argparse.Namespace) -> Source:
+    if args.input is None:
+        count = _DEFAULT_COUNT if args.count is None else args.count
+        return TemplateSource(args.prompt or _DEFAULT_TEMPLATE, count)
+    return FileSource.open(args.input)
+
+
+def _open_output(args: argparse.Namespace, source: Source) -> Output:
+    # failures before the first success are held back up to one wave of requests
+    output = Output.open("--output", args.output, hold=args.concurrency)
+    mine = output.identity()
+    if isinstance(source, FileSource) and mine is not None and mine == source.identity():
+        output.close(End.FAILED)
+        raise ConfigurationError(
+            f"--output {output.name} is the input file; write the results to another file"
+        )
+    return output
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.count < 0:
-        raise ConfigurationError(f"--count must be >= 0, got {args.count}")
-    specs = model_specs(args)
-    params = generation_params(args)
-    synth = Synth(
-        specs,
-        max_concurrency=args.concurrency,
+    _check(args)
+    synth = build_synth(
+        args,
         dedup_prompts=args.dedup_prompts,
         dedup_outputs=args.dedup_outputs,
         dedup_action="drop" if args.drop_duplicates else "flag",
     )
-    with ExitStack() as stack:
-        if args.input is None:
-            inputs: Any = _template_inputs(args.prompt or _DEFAULT_TEMPLATE, args.count)
-        elif args.input == "-":
-            inputs = read_inputs(sys.stdin, "<stdin>")
-        else:
-            path = Path(args.input)
-            if not path.is_file():
-                raise ConfigurationError(
-                    f"--input {path} does not exist; pass a JSONL or text file"
-                )
-            handle = stack.enter_context(path.open(encoding="utf-8"))
-            inputs = read_inputs(handle, str(path))
-        out: IO[str] = (
-            sys.stdout
-            if args.output == "-"
-            else stack.enter_context(open(args.output, "w", encoding="utf-8"))
-        )
-        summary = _Summary(quiet=args.quiet)
+    source = _open_source(args)
+    try:
+        output = _open_output(args, source)
+        summary = Summary(quiet=args.quiet)
         try:
-            run_async(_generate, synth, inputs, params, out, args.ordered, summary)
+            run_async(_generate, synth, source, output, args.ordered, summary)
         finally:
-            out.flush()
             summary.finish(synth)
+    finally:
+        if isinstance(source, FileSource):
+            source.close()
+    if source.error is not None:
+        raise ConfigurationError(
+            f"{source.error}; stopped reading there after {summary.done} results"
+        )
     return 1 if (args.strict and summary.failed) else 0
 
 
-class _Summary:
-    def __init__(self, *, quiet: bool) -> None:
-        self.quiet = quiet
-        self.live = not quiet and sys.stderr.isatty()  # a progress line only on a terminal
-        self.done = 0
-        self.failed = 0
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def add(self, ok: bool) -> None:
-        self.done += 1
-        self.failed += not ok
-        if self.live:
-            now = time.monotonic()
-            if now - self._last >= 1.0:
-                self._last = now
-                rate = self.done / max(now - self.started, 1e-9)
-                print(
-                    f"\r{self.done} done, {self.failed} failed, {rate:,.0f}/s",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-    def finish(self, synth: Synth) -> None:
-        if self.quiet:
-            return
-        m = synth.metrics()
-        p50 = f"{m.latency_p50 * 1000:.1f} ms" if m.latency_p50 is not None else "-"
-        p99 = f"{m.latency_p99 * 1000:.1f} ms" if m.latency_p99 is not None else "-"
-        elapsed = time.monotonic() - self.started
-        start = "\r" if self.live else ""
-        print(
-            f"{start}{self.done} done, {self.failed} failed in {elapsed:.1f}s "
-            f"({self.done / max(elapsed, 1e-9):,.0f}/s); latency p50 {p50}, p99 {p99}; "
-            f"tokens in {m.input_tokens:,}, out {m.output_tokens:,}",
-            file=sys.stderr,
-        )
-        if m.errors_by_class:
-            errors = ", ".join(f"{k}: {v}" for k, v in sorted(m.errors_by_class.items()))
-            print(f"errors: {errors}", file=sys.stderr)
-
-
 async def _generate(
-    synth: Synth,
-    inputs: Any,
-    params: dict[str, Any],
-    out: IO[str],
-    ordered: bool,
-    summary: _Summary,
+    synth: Synth, source: Source, output: Output, ordered: bool, summary: Summary
 ) -> None:
-    dumps = json.dumps
-    pending: dict[int, str] = {}
-    next_index = 0
+    inputs: dict[int, Input] = {}  # by index, only while in flight: memory ~ concurrency
+
+    async def consume() -> None:
+        async with synth:
+            batch = synth.iter_batch(feed(source, inputs), ordered=ordered)
+            try:
+                async with batch:
+                    async for index, result in batch:
+                        line = result_line(index, inputs.pop(index, None), result)
+                        await output.write(line, result.ok)
+                        summary.add(result.ok)
+            finally:
+                # stopped early in input order: results that finished behind a slower
+                # input are still written, in index order, after the in-order prefix
+                for index, result in batch.leftovers():
+                    output.add(result_line(index, inputs.pop(index, None), result), result.ok)
+                    summary.add(result.ok)
+
+    end = End.STOPPED  # interrupted, unless it gets to the end below
     try:
-        async with synth, synth.iter_batch(inputs, **params) as results:
-            async for index, result in results:
-                line = dumps(result_record(index, result), ensure_ascii=False) + "\n"
-                summary.add(isinstance(result, Completion))
-                if not ordered:
-                    out.write(line)
-                    continue
-                pending[index] = line
-                while next_index in pending:
-                    out.write(pending.pop(next_index))
-                    next_index += 1
+        await _with_flusher(consume, output)
+        end = End.COMPLETE if source.error is None else End.STOPPED
+    except Exception:
+        end = End.FAILED
+        raise
     finally:
-        # interrupted: keep what completed, even if it cannot be in order any more
-        for index in sorted(pending):
-            out.write(pending[index])
+        source.stop()
+        output.close(end)
+
+
+async def _with_flusher(body: Callable[[], Awaitable[None]], output: Output) -> None:
+    """Run ``body`` while a task flushes a slow trickle of results at least every
+    FLUSH_SECONDS; whichever fails first stops the other and its error is raised
+    as is (not wrapped in an exception group)."""
+    failure: list[Exception] = []
+
+    async def guarded(fn: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
+        try:
+            await fn()
+        except Exception as exc:
+            failure.append(exc)
+        finally:
+            scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(guarded, lambda: output.flush_every(FLUSH_SECONDS), tg.cancel_scope)
+        await guarded(body, tg.cancel_scope)
+    if failure:
+        raise failure[0]

@@ -1,22 +1,32 @@
-"""Argument parsing and dispatch; each subcommand lives in its own module."""
+"""Argument parsing and dispatch; each subcommand lives in its own module.
+
+Every everyday mistake ends as one line on stderr and an exit code: 2 for a
+problem to fix (bad flag, model, key, file), 130 for Ctrl-C, 141 when the
+reader of stdout went away. A traceback means a bug.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from .._exceptions import SynthError
 from . import _bench, _generate, _mock_server
+from ._args import OneLineParser
+from ._streams import say, silence_stdout
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="synth",
         description="Generate synthetic data with LLMs at high throughput.",
     )
+    parser.add_argument("--version", action="version", version=f"synth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _generate.add_parser(sub)
     _bench.add_parser(sub)
@@ -24,17 +34,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr() -> None:
+    """Engine warnings go to stderr, never stdout (which may carry the results)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("synth: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    _log_to_stderr()
     try:
         code: int = args.run(args)
     except SynthError as exc:
-        print(f"synth: error: {exc}", file=sys.stderr)
+        say("synth: error: " + " ".join(str(exc).split("\n")))
         return 2
     except KeyboardInterrupt:
-        print("synth: interrupted", file=sys.stderr)
+        say("synth: interrupted")
         return 130
+    except BrokenPipeError:
+        silence_stdout()
+        return 141
     return code
 
 

@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentic_synth.cli import main
 
 
-def read_jsonl(path: Path) -> list[dict[str, object]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -60,8 +61,9 @@ def test_generate_bad_input_file_names_the_fix(
     assert "does not exist" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"prompt": \n')
-    assert main(["generate", "-i", str(bad), "-o", str(tmp_path / "o.jsonl"), "-q"]) == 2
-    assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+    assert main(["generate", "-i", str(bad), "-o", str(tmp_path / "o.jsonl"), "-q"]) == 0
+    broken = [r for r in read_jsonl(tmp_path / "o.jsonl") if not r["ok"]]
+    assert str(broken[0]["message"]).startswith(f"{bad}:2: not valid JSON")
     assert main(["generate", "-m", "nope:x", "-q"]) == 2
     assert "unknown provider" in capsys.readouterr().err
 
@@ -80,7 +82,7 @@ def test_generate_with_json_schema(tmp_path: Path) -> None:
         )
         == 0
     )
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped]
 
     for record in read_jsonl(out):
         jsonschema.validate(json.loads(str(record["text"])), schema)
@@ -145,40 +147,3 @@ def test_generate_dedups_prompts(tmp_path: Path) -> None:
     )
     records = read_jsonl(out)
     assert [r.get("duplicate_of") for r in records] == [None, 0, 0, None]
-
-
-def test_ctrl_c_stops_promptly_and_keeps_what_completed(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    out = tmp_path / "out.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentic_synth.cli",
-            "generate",
-            "--count",
-            "100000",
-            "--sim-latency",
-            "0.05",
-            "-c",
-            "32",
-            "--output",
-            str(out),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 2000):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    stopped_at = time.monotonic()
-    _, err = proc.communicate(timeout=20)
-    assert time.monotonic() - stopped_at < 5  # promptly
-    assert proc.returncode == 130, err
-    records = read_jsonl(out)  # every line whole: nothing half-written
-    assert 0 < len(records) < 100_000
-    assert len({r["index"] for r in records}) == len(records)
-    assert "interrupted" in err

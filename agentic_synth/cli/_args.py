@@ -1,0 +1,59 @@
+"""Checks on parsed arguments, run before anything is opened, read or sent.
+
+argparse checks syntax (``-c x`` is not an int); these check meaning, and each
+message names the flag, so one line on stderr says what to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+from .._exceptions import ConfigurationError
+from ._streams import silence_stdout
+
+__all__ = ["OneLineParser", "check_range"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (not the usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        try:  # `synth --help | head -1` closes the pipe early: stay quiet
+            super()._print_message(message, file)
+        except BrokenPipeError:
+            silence_stdout()
+
+
+def check_range(
+    flag: str,
+    value: float | None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> None:
+    """Raise unless ``value`` is None or a finite number within the bounds
+    (``low_open``: ``low`` itself excluded)."""
+    if value is None:
+        return
+    if (
+        math.isfinite(value)
+        and (low is None or (value > low if low_open else value >= low))
+        and (high is None or value <= high)
+    ):
+        return
+    if low is not None and high is not None:
+        want = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+    elif low is not None:
+        want = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        want = f"<= {high:g}"
+    raise ConfigurationError(f"{flag} must be {want}, got {value:g}")
