@@ -6,6 +6,12 @@ are deterministic per seed and request content, as in the mock server, so a
 request gets the same text here and over the wire. With zero latency a call
 never suspends (no ``sleep(0)``): the engine around it yields often enough, and
 an extra event-loop round trip would cost more than the simulation itself.
+
+Faults become the exceptions the real providers raise for the mock server's
+answer to them: HTTP errors go through the same status mapping
+(:func:`~agentic_synth.providers._http_errors.error_for_status`) with the
+Anthropic API's bodies, and hostile answers (huge headers or bodies, endless
+lines, silence) end as a client bounded by ``ModelSpec.response_limits`` ends them.
 """
 
 from __future__ import annotations
@@ -21,16 +27,31 @@ from .._exceptions import (
     OverloadedError,
     ProviderError,
     RateLimitedError,
+    ResponseTooLargeError,
     ServerError,
 )
-from .._spec import ModelSpec
+from .._spec import ModelSpec, ResponseLimits
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
 from ..simulator import Outcome, SimConfig, Simulator
+from ..simulator._anthropic_wire import AnthropicWire
+from ..simulator._wire import WireError
 from ._base import ProviderStreamEvent
+from ._http_errors import error_for_status
 
 __all__ = ["SimProvider", "create", "validate"]
 
 _FINISH = {"end": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "stop_sequence"}
+#: Faults that break a stream after some of its deltas.
+_MID_STREAM = frozenset({"malformed", "truncate", "stream_error"})
+#: Faults where the answer never (fully) comes: the call waits out its timeout.
+_HANGS = frozenset({"timeout", "silent_stream", "trickle"})
+#: Faults answered with an HTTP error status and the API's own body.
+_STATUS_FAULTS = frozenset(
+    {"quota", "not_found", "forbidden", "unauthorized", "redirect", "long_retry_after", "no_retry"}
+)
+#: Where the redirect fault points when the config names no location.
+_SIM_LOCATION = "https://sim.invalid/v1/messages"
+_WIRE = AnthropicWire()
 
 
 class SimProvider:
@@ -38,8 +59,12 @@ class SimProvider:
 
     name = "sim"
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(
+        self, config: SimConfig | None = None, *, limits: ResponseLimits | None = None
+    ) -> None:
         self.config = config or SimConfig()
+        #: The response limits hostile faults are measured against, as a real client's are.
+        self.limits = limits or ResponseLimits()
         self.simulator = Simulator(self.config)
 
     def __repr__(self) -> str:
@@ -47,11 +72,11 @@ class SimProvider:
 
     async def complete(self, model: str, request: Request) -> ProviderResponse:
         outcome = self.simulator.decide(request)
-        if outcome.fault is not None:
+        if outcome.fault is not None and self._harms(outcome.fault):
             await _sleep(outcome.delay)
-            if outcome.fault == "timeout":
+            if outcome.fault in _HANGS:
                 await self._hang(outcome, model, request)
-            raise self._error(outcome, model)
+            raise self._error(outcome, model, streaming=False)
         delay = outcome.delay + self.simulator.stream_seconds(outcome)
         if delay > 0.0:
             await anyio.sleep(delay)
@@ -66,10 +91,13 @@ class SimProvider:
         outcome = self.simulator.decide(request)
         fault = outcome.fault
         await _sleep(outcome.delay)
-        if fault == "timeout":
-            await self._hang(outcome, model, request)
-        elif fault in ("429", "500", "529", "reset"):
-            raise self._error(outcome, model)
+        if fault is not None:
+            if not self._harms(fault):
+                fault = None
+            elif fault in _HANGS:
+                await self._hang(outcome, model, request)
+            elif fault not in _MID_STREAM:
+                raise self._error(outcome, model, streaming=True)
         config = self.config
         pieces = outcome.pieces(config.stream_chunk_tokens)
         # Mid-stream faults break after a share of the deltas, as on the wire.
@@ -86,7 +114,7 @@ class SimProvider:
                     await anyio.sleep_until(start + i * interval)
                 yield TextDelta(piece)
         if fault is not None:
-            raise self._error(outcome, model)
+            raise self._error(outcome, model, streaming=True)
         yield ProviderStreamEnd(
             _FINISH[outcome.finish],
             Usage(outcome.input_tokens, outcome.output_tokens),
@@ -96,9 +124,25 @@ class SimProvider:
     async def aclose(self) -> None:
         """Nothing to release: the simulator holds no connections."""
 
+    def _harms(self, fault: str) -> bool:
+        """Whether a client bounded by :attr:`limits` fails on ``fault`` (1xx, and huge
+        answers within the limits, are read like any other)."""
+        if fault == "interim_1xx":
+            return False
+        if fault == "huge_headers":
+            return self.config.huge_header_bytes > self.limits.max_header_bytes
+        if fault == "huge_body":
+            size = self.config.huge_body_bytes
+            return size == 0 or size > self.limits.max_body_bytes
+        return True
+
     async def _hang(self, outcome: Outcome, model: str, request: Request) -> NoReturn:
-        """The timeout fault: wait out the request's deadline, then fail like a client would."""
+        """The answer never comes (or never ends): wait out the request's deadline (or
+        the read idle timeout, for silence), then fail like a client would."""
         wait = request.timeout if request.timeout is not None else self.config.hang
+        idle = self.limits.read_idle_timeout
+        if outcome.fault == "silent_stream" and idle is not None:
+            wait = min(wait, idle)
         await anyio.sleep(wait)
         raise APITimeoutError(
             f"request timed out after {wait:g}s (simulated)",
@@ -106,14 +150,17 @@ class SimProvider:
             model=model,
         )
 
-    def _error(self, outcome: Outcome, model: str) -> ProviderError:
+    def _error(self, outcome: Outcome, model: str, *, streaming: bool) -> ProviderError:
         fault = outcome.fault
         request_id = f"req_sim_{outcome.token}"
+        config = self.config
+        if fault in _STATUS_FAULTS:
+            return self._status_error(str(fault), model, request_id)
         if fault == "429":
             return RateLimitedError(
                 "rate limit exceeded (simulated)",
                 status=429,
-                retry_after=self.config.retry_after,
+                retry_after=config.retry_after,
                 request_id=request_id,
                 model=model,
             )
@@ -121,7 +168,7 @@ class SimProvider:
             return OverloadedError(
                 "overloaded (simulated)",
                 status=529,
-                retry_after=self.config.retry_after if fault == "529" else None,
+                retry_after=config.retry_after if fault == "529" else None,
                 request_id=request_id,
                 model=model,
             )
@@ -131,6 +178,18 @@ class SimProvider:
                 status=500,
                 request_id=request_id,
                 model=model,
+            )
+        limits = self.limits
+        too_large = {
+            "huge_headers": f"response headers over max_header_bytes={limits.max_header_bytes}",
+            "huge_body": f"response body over max_body_bytes={limits.max_body_bytes}",
+            "endless_sse_line": f"event stream line over max_line_bytes={limits.max_line_bytes}"
+            if streaming
+            else f"response body over max_body_bytes={limits.max_body_bytes}",
+        }
+        if fault in too_large:
+            return ResponseTooLargeError(
+                f"{too_large[str(fault)]} (simulated)", request_id=request_id, model=model
             )
         messages = {
             "reset": "connection reset by peer (simulated)",
@@ -143,6 +202,38 @@ class SimProvider:
             model=model,
         )
 
+    def _status_error(self, fault: str, model: str, request_id: str) -> ProviderError:
+        """What the anthropic provider raises for the mock server's answer to ``fault``."""
+        config = self.config
+        headers = {"request-id": request_id}
+        if fault == "redirect":
+            location = config.redirect_location or _SIM_LOCATION
+            headers["location"] = location
+            status = config.redirect_status
+            return error_for_status(
+                status,
+                f"HTTP {status} (simulated): redirected to {location}",
+                headers=headers,
+                model=model,
+            )
+        if fault == "long_retry_after":
+            error = WireError(429, "rate_limit", "Number of requests has exceeded your rate limit")
+            headers["retry-after"] = f"{config.long_retry_after:g}"
+        elif fault == "no_retry":
+            error = WireError(500, "api_error", "Internal server error")
+            headers["x-should-retry"] = "false"
+        elif fault == "unauthorized":
+            error = _WIRE.auth_error({"x-api-key": "sim"})
+        else:
+            error = _WIRE.fault_error(fault, model)
+        return error_for_status(
+            error.status,
+            f"HTTP {error.status} (simulated): {error.message}",
+            headers=headers,
+            error_type=_WIRE.error_type(error),
+            model=model,
+        )
+
 
 async def _sleep(seconds: float) -> None:
     if seconds > 0.0:
@@ -152,7 +243,7 @@ async def _sleep(seconds: float) -> None:
 def create(spec: ModelSpec, *, max_connections: int) -> SimProvider:
     """Provider for a ``sim:...`` model; ``spec.options`` are :class:`SimConfig` fields."""
     del max_connections  # nothing to pool
-    return SimProvider(SimConfig.from_mapping(spec.options))
+    return SimProvider(SimConfig.from_mapping(spec.options), limits=spec.response_limits)
 
 
 def validate(spec: ModelSpec) -> None:

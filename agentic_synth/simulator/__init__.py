@@ -4,7 +4,7 @@ One :class:`SimConfig` (latency, streaming speed, output length, fault rates,
 seed) drives both, and outcomes are deterministic per seed and request content.
 """
 
-from ._config import FAULT_KINDS, WIRE_ONLY_FAULTS, SimConfig
+from ._config import FAULT_KINDS, HOSTILE_FAULTS, WIRE_ONLY_FAULTS, SimConfig
 from ._engine import Outcome, Simulator, estimate_tokens
 from ._latency import Latency, fixed, lognormal, parse_latency, uniform
 from ._schema_json import generate_json
@@ -19,6 +19,7 @@ from ._server import STATS_PATH, MockServer, ServerStats
 
 __all__ = [
     "FAULT_KINDS",
+    "HOSTILE_FAULTS",
     "STATS_PATH",
     "WIRE_ONLY_FAULTS",
     "Latency",

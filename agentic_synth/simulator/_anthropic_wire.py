@@ -13,13 +13,24 @@ from .._types import Request
 from ._engine import Outcome
 from ._wire import ParsedCall, RateWindow, WireError, build_messages, content_text, dumps
 
-__all__ = ["AnthropicWire"]
+__all__ = ["CREDIT_MESSAGE", "PERMISSION_MESSAGE", "AnthropicWire"]
+
+#: The API's words for an account out of credit (sent as a 400 ``invalid_request_error``).
+CREDIT_MESSAGE = (
+    "Your credit balance is too low to access the Anthropic API. "
+    "Please go to Plans & Billing to upgrade or purchase credits."
+)
+PERMISSION_MESSAGE = "Your API key does not have permission to use the specified resource."
 
 _STOP_REASONS = {"end": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "stop_sequence"}
 _ERROR_TYPES = {
     "invalid_request": "invalid_request_error",
     "authentication": "authentication_error",
+    "no_key": "authentication_error",
+    "permission": "permission_error",
     "not_found": "not_found_error",
+    "model_not_found": "not_found_error",
+    "quota": "invalid_request_error",
     "rate_limit": "rate_limit_error",
     "overloaded": "overloaded_error",
     "api_error": "api_error",
@@ -159,6 +170,22 @@ class AnthropicWire:
                 "request_id": request_id,
             }
         )
+
+    def error_type(self, error: WireError) -> str:
+        """The ``error.type`` this API sends for ``error``."""
+        return _ERROR_TYPES[error.kind]
+
+    def auth_error(self, headers: dict[str, str]) -> WireError:
+        if not headers.get("x-api-key") and not headers.get("authorization"):
+            return WireError(401, "no_key", "x-api-key header is required")
+        return WireError(401, "authentication", "invalid x-api-key")
+
+    def fault_error(self, fault: str, model: str) -> WireError:
+        if fault == "quota":
+            return WireError(400, "quota", CREDIT_MESSAGE)
+        if fault == "not_found":
+            return WireError(404, "model_not_found", f"model: {model}")
+        return WireError(403, "permission", PERMISSION_MESSAGE)
 
     def overloaded_status(self) -> int:
         return 529

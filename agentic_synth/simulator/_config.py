@@ -14,9 +14,20 @@ from typing import Any
 from .._exceptions import ConfigurationError
 from ._latency import Latency, fixed, parse_latency
 
-__all__ = ["FAULT_KINDS", "WIRE_ONLY_FAULTS", "SimConfig"]
+__all__ = ["FAULT_KINDS", "HOSTILE_FAULTS", "WIRE_ONLY_FAULTS", "SimConfig"]
 
-#: Every fault the simulator can inject, in the order their rates are stacked.
+#: Servers that misbehave at the HTTP level: what a client's response limits and
+#: timeouts are for. Full effect on the mock server only.
+HOSTILE_FAULTS = (
+    "huge_headers",
+    "huge_body",
+    "endless_sse_line",
+    "silent_stream",
+    "interim_1xx",
+    "trickle",
+)
+#: Every per-request fault the simulator can inject, in the order their rates are
+#: stacked. New kinds go at the end, so a seed keeps giving the same outcomes.
 FAULT_KINDS = (
     "429",
     "500",
@@ -26,10 +37,19 @@ FAULT_KINDS = (
     "malformed",
     "truncate",
     "stream_error",
+    "quota",
+    "not_found",
+    "redirect",
+    "long_retry_after",
+    "no_retry",
+    *HOSTILE_FAULTS,
 )
 #: Faults that only make full sense on the wire; the in-process provider maps them
-#: to the error a client would see (connection error, overloaded error mid-stream).
-WIRE_ONLY_FAULTS = ("reset", "malformed", "truncate", "stream_error")
+#: to the error a client would see (connection error, overloaded error mid-stream,
+#: response too large, timeout).
+WIRE_ONLY_FAULTS = ("reset", "malformed", "truncate", "stream_error", *HOSTILE_FAULTS)
+#: Statuses the redirect fault may answer with.
+REDIRECT_STATUSES = (300, 301, 302, 303, 307, 308)
 _NO_LATENCY = fixed(0.0)
 
 
@@ -37,10 +57,12 @@ _NO_LATENCY = fixed(0.0)
 class SimConfig:
     """Behaviour of a simulated model.
 
-    Fault rates are probabilities per request (each in 0..1, summing to <= 1).
-    Outcomes are deterministic given ``seed``, the request content and how many
-    times that same content was seen before; ``fail_first_n`` is the exception
-    (it counts arrivals, for fallback tests).
+    Fault rates (``fault_*``) are probabilities per request (each in 0..1,
+    summing to <= 1). Outcomes are deterministic given ``seed``, the request
+    content and how many times that same content was seen before; the
+    exceptions are ``fail_first_n`` (it counts arrivals, for breaker tests),
+    ``forbidden`` (prompt content only: a blocked prompt stays blocked) and
+    ``unauthorized`` (every request).
     """
 
     #: Time to the first token (seconds); a :class:`Latency` or ``"uniform:0.05,0.2"``.
@@ -64,8 +86,47 @@ class SimConfig:
     fault_truncate: float = 0.0
     #: An ``overloaded_error`` event inside a 200 stream after some deltas (529 if not streaming).
     fault_stream_error: float = 0.0
+    #: Out of credit / quota: Anthropic's 400 "credit balance is too low", OpenAI's 429
+    #: ``insufficient_quota``. 1.0 is an exhausted account.
+    fault_quota: float = 0.0
+    #: 404 model not found (Anthropic ``not_found_error``, OpenAI ``model_not_found``).
+    fault_not_found: float = 0.0
+    #: A ``redirect_status`` answer pointing at ``redirect_location``.
+    fault_redirect: float = 0.0
+    #: 429 with ``retry-after: long_retry_after`` (a minute by default).
+    fault_long_retry_after: float = 0.0
+    #: 500 with ``x-should-retry: false``: the server asks not to be retried.
+    fault_no_retry: float = 0.0
+    #: Mock server: a 200 answer with one header of ``huge_header_bytes`` before the rest.
+    fault_huge_headers: float = 0.0
+    #: Mock server: a 200 body of ``huge_body_bytes`` (endless when 0), never held in memory.
+    fault_huge_body: float = 0.0
+    #: Mock server: a 200 event stream whose ``data:`` line never ends.
+    fault_endless_sse_line: float = 0.0
+    #: Mock server: 200 and the headers, then silence (the connection stays open).
+    fault_silent_stream: float = 0.0
+    #: Mock server: ``100 Continue`` and ``103 Early Hints`` before a normal answer.
+    fault_interim_1xx: float = 0.0
+    #: Mock server: 200 and the headers, then one byte every ``trickle_interval`` s, forever.
+    fault_trickle: float = 0.0
+    #: Share of prompts answered 403 ``permission_error`` (a gateway's content block):
+    #: chosen by the prompt text and the seed, so the same prompt is always blocked.
+    forbidden: float = 0.0
+    #: Answer every request 401, like a server that does not know the key.
+    unauthorized: bool = False
     #: Seconds sent in ``retry-after`` with 429 and 529 answers.
     retry_after: float = 1.0
+    #: Seconds sent in ``retry-after`` by the ``long_retry_after`` fault.
+    long_retry_after: float = 60.0
+    #: Status and ``location`` of the redirect fault; no location: the same URL over https.
+    redirect_status: int = 307
+    redirect_location: str | None = None
+    #: Bytes of the one header the ``huge_headers`` fault sends.
+    huge_header_bytes: int = 1 << 20
+    #: Bytes of the ``huge_body`` fault's body; 0 sends one that never ends.
+    huge_body_bytes: int = 0
+    #: Seconds between the bytes of the ``trickle`` fault.
+    trickle_interval: float = 2.0
     #: Seconds the mock server holds a request that hit the timeout fault.
     hang: float = 30.0
     #: The first N requests (by arrival) fail with ``fail_first_kind``.
@@ -100,23 +161,53 @@ class SimConfig:
             raise ConfigurationError(
                 f"fault rates add up to {total:g} > 1; lower some of them so the sum is <= 1"
             )
-        for name in ("retry_after", "hang"):
+        if not (_is_number(self.forbidden) and 0.0 <= self.forbidden <= 1.0):
+            raise ConfigurationError(
+                f"forbidden must be a share of prompts between 0 and 1, got {self.forbidden!r}"
+            )
+        if not isinstance(self.unauthorized, bool):
+            raise ConfigurationError(
+                f"unauthorized must be True or False, got {self.unauthorized!r}"
+            )
+        for name in ("retry_after", "hang", "long_retry_after"):
             value = getattr(self, name)
             if not (_is_number(value) and value >= 0):
                 raise ConfigurationError(f"{name} must be >= 0 seconds, got {value!r}")
+        if not (_is_number(self.trickle_interval) and self.trickle_interval > 0):
+            raise ConfigurationError(
+                f"trickle_interval must be > 0 seconds, got {self.trickle_interval!r}"
+            )
+        if self.redirect_status not in REDIRECT_STATUSES or isinstance(self.redirect_status, bool):
+            raise ConfigurationError(
+                f"redirect_status must be one of {', '.join(map(str, REDIRECT_STATUSES))}, "
+                f"got {self.redirect_status!r}"
+            )
+        location = self.redirect_location
+        if location is not None and (
+            not isinstance(location, str) or not location or any(c in location for c in "\r\n\0")
+        ):
+            raise ConfigurationError(
+                f"redirect_location must be a URL without line breaks or None, got {location!r}"
+            )
+        if not (_is_int(self.huge_body_bytes) and self.huge_body_bytes >= 0):
+            raise ConfigurationError(
+                f"huge_body_bytes must be an integer >= 0 (0: endless), "
+                f"got {self.huge_body_bytes!r}"
+            )
         for name in (
             "output_tokens",
             "stream_chunk_tokens",
+            "huge_header_bytes",
             "requests_per_minute",
             "input_tokens_per_minute",
             "output_tokens_per_minute",
         ):
             value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            if not (_is_int(value) and value >= 1):
                 raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool)):
+        if not _is_int(self.seed):
             raise ConfigurationError(f"seed must be an integer, got {self.seed!r}")
-        if not (isinstance(self.fail_first_n, int) and self.fail_first_n >= 0):
+        if not (_is_int(self.fail_first_n) and self.fail_first_n >= 0):
             raise ConfigurationError(
                 f"fail_first_n must be an integer >= 0, got {self.fail_first_n!r}"
             )
@@ -164,6 +255,10 @@ class SimConfig:
         data = asdict(self)
         data["latency"] = str(self.latency)
         return data
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: object) -> bool:

@@ -42,7 +42,8 @@ def estimate_tokens(text: str) -> int:
 class Outcome:
     """The simulated answer to one request (or the fault it hits)."""
 
-    #: ``None`` for a normal answer, else one of :data:`FAULT_KINDS`.
+    #: ``None`` for a normal answer, else one of :data:`FAULT_KINDS`, ``"forbidden"``
+    #: or ``"unauthorized"``.
     fault: str | None
     #: Seconds before the first token (or the error) is sent.
     delay: float
@@ -108,7 +109,15 @@ class _SeenCounter:
 class Simulator:
     """Decides outcomes for one :class:`SimConfig`; shared by provider and server."""
 
-    __slots__ = ("_arrivals", "_seed_bytes", "_seen", "_thresholds", "config")
+    __slots__ = (
+        "_arrivals",
+        "_forbid_below",
+        "_gated",
+        "_seed_bytes",
+        "_seen",
+        "_thresholds",
+        "config",
+    )
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config = config or SimConfig()
@@ -123,7 +132,25 @@ class Simulator:
         self._seed_bytes = config.seed.to_bytes(16, "big", signed=True)
         self._seen = _SeenCounter()
         self._arrivals = 0
+        #: Prompts whose 32-bit content hash falls below this are blocked (403).
+        self._forbid_below = round(config.forbidden * 4294967296.0)
+        # One test on the hot path for both request-independent gates.
+        self._gated = config.unauthorized or self._forbid_below > 0
         corpus()  # build it now (~50 ms once per process), not during the first request
+
+    def is_forbidden(self, prompt_text: str) -> bool:
+        """Whether the ``forbidden`` gate blocks a prompt with this text.
+
+        ``prompt_text`` is :meth:`Request.prompt_text`: for one user message and no
+        system prompt, the message itself. Seen counts play no part, so a blocked
+        prompt is blocked on every attempt, on every model sharing the config.
+        """
+        if self._forbid_below <= 0:
+            return False
+        digest = fingerprint(
+            prompt_text.encode("utf-8", "surrogatepass") + self._seed_bytes + b"forbidden"
+        )
+        return int.from_bytes(digest[:4], "big") < self._forbid_below
 
     def decide(self, request: Request) -> Outcome:
         """The outcome of ``request``, counting it as seen once more."""
@@ -158,11 +185,14 @@ class Simulator:
         fault: str | None = None
         # Where in its band u_fault fell: an independent uniform for fault details.
         u_extra = u_len
-        arrival = self._arrivals
-        self._arrivals = arrival + 1
-        if arrival < config.fail_first_n:
+        if self._gated and (config.unauthorized or self.is_forbidden(input_text)):
+            # Turned away at the door: never reaches the model, so not an arrival.
+            fault = "unauthorized" if config.unauthorized else "forbidden"
+        elif (arrival := self._arrivals) < config.fail_first_n:
+            self._arrivals = arrival + 1
             fault = config.fail_first_kind
         else:
+            self._arrivals = arrival + 1
             below = 0.0
             for threshold, kind in self._thresholds:
                 if u_fault < threshold:

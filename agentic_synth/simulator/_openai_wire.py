@@ -19,11 +19,41 @@ _FINISH = {"end": "stop", "max_tokens": "length", "stop_sequence": "stop"}
 _ERRORS: dict[str, tuple[str, str | None]] = {
     "invalid_request": ("invalid_request_error", None),
     "authentication": ("invalid_request_error", "invalid_api_key"),
+    "no_key": ("invalid_request_error", None),
+    # OpenAI's safety-system rejection, sent with 403 as a gateway's content block would.
+    "permission": ("invalid_request_error", "content_policy_violation"),
     "not_found": ("invalid_request_error", "not_found"),
+    "model_not_found": ("invalid_request_error", "model_not_found"),
+    "quota": ("insufficient_quota", "insufficient_quota"),
     "rate_limit": ("requests", "rate_limit_exceeded"),
     "overloaded": ("server_error", "overloaded"),
     "api_error": ("server_error", None),
 }
+
+
+_QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
+_CONTENT_MESSAGE = (
+    "Your request was rejected as a result of our safety system. Your prompt may contain "
+    "text that is not allowed by our safety system."
+)
+_NO_KEY_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field "
+    "(with blank username) if you're accessing the API from your browser and are prompted for "
+    "a username and password. You can obtain an API key from "
+    "https://platform.openai.com/account/api-keys."
+)
+
+
+def _masked(key: str) -> str:
+    """A key as OpenAI quotes it back: its first 3 and last 4 characters, if long enough."""
+    if len(key) <= 12:
+        return "*" * len(key)
+    return key[:3] + "*" * (len(key) - 7) + key[-4:]
 
 
 def _duration(seconds: float) -> str:
@@ -202,6 +232,29 @@ class OpenAIWire:
                 }
             }
         )
+
+    def auth_error(self, headers: dict[str, str]) -> WireError:
+        auth = headers.get("authorization", "")
+        key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        if not key:
+            return WireError(401, "no_key", _NO_KEY_MESSAGE)
+        return WireError(
+            401,
+            "authentication",
+            f"Incorrect API key provided: {_masked(key)}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+        )
+
+    def fault_error(self, fault: str, model: str) -> WireError:
+        if fault == "quota":
+            return WireError(429, "quota", _QUOTA_MESSAGE)
+        if fault == "not_found":
+            return WireError(
+                404,
+                "model_not_found",
+                f"The model `{model}` does not exist or you do not have access to it.",
+            )
+        return WireError(403, "permission", _CONTENT_MESSAGE)
 
     def overloaded_status(self) -> int:
         return 503

@@ -52,15 +52,35 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         )
         for kind in FAULT_KINDS
     ],
+    ("--forbidden", "forbidden", float, "share of prompts answered 403 (by prompt text)"),
+    ("--unauthorized", "unauthorized", bool, "answer 401 to every request"),
     ("--retry-after", "retry_after", float, "seconds sent in retry-after (default 1)"),
+    (
+        "--long-retry-after",
+        "long_retry_after",
+        float,
+        "retry-after seconds of the long_retry_after fault (default 60)",
+    ),
     ("--hang", "hang", float, "seconds a timeout-fault request is held (default 30)"),
-    ("--fail-first-n", "fail_first_n", int, "fail the first N requests"),
+    ("--redirect-status", "redirect_status", int, "status of the redirect fault (default 307)"),
+    (
+        "--redirect-location",
+        "redirect_location",
+        str,
+        "location of the redirect fault (default: the same URL over https)",
+    ),
+    ("--huge-header-bytes", "huge_header_bytes", int, "size of the huge_headers header"),
+    ("--huge-body-bytes", "huge_body_bytes", int, "size of the huge_body body (0: endless)"),
+    ("--trickle-interval", "trickle_interval", float, "seconds between trickled bytes"),
+    ("--fail-first-n", "fail_first_n", int, "fail the first N requests (alias --fail-first)"),
     ("--fail-first-kind", "fail_first_kind", str, "fault used by --fail-first-n (default 500)"),
     ("--stream-chunk-tokens", "stream_chunk_tokens", int, "words per stream delta (default 4)"),
     ("--requests-per-minute", "requests_per_minute", int, "limit in rate-limit headers"),
     ("--input-tokens-per-minute", "input_tokens_per_minute", int, "limit in headers"),
     ("--output-tokens-per-minute", "output_tokens_per_minute", int, "limit in headers"),
 ]
+
+_ALIASES = {"--fail-first-n": ("--fail-first",)}
 
 
 def add_mock_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,9 +98,16 @@ def add_mock_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="a JSON object of SimConfig fields; the other flags override it",
     )
     for flag, dest, kind, text in _OPTIONS:
-        parser.add_argument(
-            flag, dest=f"sim_{dest}", metavar=dest.upper(), type=kind, default=None, help=text
-        )
+        flags = [flag, *_ALIASES.get(flag, ())]
+        if kind is bool:
+            # Absent: None, so only a given flag overrides --config-json.
+            parser.add_argument(
+                *flags, dest=f"sim_{dest}", action="store_true", default=None, help=text
+            )
+        else:
+            parser.add_argument(
+                *flags, dest=f"sim_{dest}", metavar=dest.upper(), type=kind, default=None, help=text
+            )
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:

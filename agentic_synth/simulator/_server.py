@@ -16,7 +16,8 @@ import socket
 import struct
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from http import HTTPStatus
 from types import TracebackType
@@ -42,8 +43,28 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus} | {529: "Overloaded"}
 _STATUS_LINES: dict[int, bytes] = {}
 _FAULT_ERRORS = {
     "429": (429, "rate_limit", "Number of requests has exceeded your rate limit"),
+    "long_retry_after": (429, "rate_limit", "Number of requests has exceeded your rate limit"),
     "500": (500, "api_error", "Internal server error"),
+    "no_retry": (500, "api_error", "Internal server error"),
 }
+#: Faults answered by the API's own error for them (:meth:`Wire.fault_error`).
+_API_FAULTS = frozenset({"quota", "not_found", "forbidden"})
+#: Faults that send a 200 and then never finish it.
+_OPEN_ENDED = frozenset({"endless_sse_line", "silent_stream", "trickle"})
+#: Faults that break a normal answer's body or stream.
+_BODY_FAULTS = frozenset({"malformed", "truncate", "stream_error"})
+#: A status line and headers a server may send before the real answer (RFC 9110 15.2).
+_INTERIM = (
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 103 Early Hints\r\nlink: </static/app.css>; rel=preload; as=style\r\n\r\n"
+)
+#: Filler for hostile answers: JSON-string-safe, one block reused, never built per request.
+_PAD = b"a" * 65536
+#: Stands in for the text of an answer, to split a rendered body around it.
+_MARK = "SIMPADDINGMARK"
+_MARK_BYTES = _MARK.encode()
+#: Bytes a hostile answer writes per event-loop turn, so one client cannot hog the loop.
+_PUMP_TURN = 1 << 20
 
 
 @dataclass(slots=True)
@@ -109,6 +130,24 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
+def _split_at_mark(rendered: bytes) -> tuple[bytes, bytes]:
+    prefix, _, suffix = rendered.partition(_MARK_BYTES)
+    return prefix, suffix
+
+
+@dataclass(slots=True)
+class _Pump:
+    """A long run of one repeated piece, written as fast as the client reads it."""
+
+    piece: bytes
+    #: Bytes still to write; ``None``: forever.
+    left: int | None
+    #: Wrap each write as an HTTP/1.1 chunk.
+    chunked: bool
+    #: Called once the last byte is written.
+    then: Callable[[], None] | None
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parse requests, answer them one at a time, in order."""
 
@@ -138,6 +177,12 @@ class _Connection(asyncio.Protocol):
         self.t0 = 0.0
         self.interval = 0.0
         self.fault: str | None = None
+        # Hostile answers: flow control, a pending long write, a status line already sent.
+        self.paused = False
+        self.pump: _Pump | None = None
+        self.head_open = False
+        self.location = ""
+        self.tick = b""
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -162,8 +207,17 @@ class _Connection(asyncio.Protocol):
             error = WireError(400, "invalid_request", "malformed HTTP request")
             self._send_error(self.wire, error, "req_sim_badhttp")
 
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.pump is not None:
+            self._pump_step()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.pump = None
         stats = self.server.stats
         stats.open_connections -= 1
         if self.streaming:
@@ -229,9 +283,13 @@ class _Connection(asyncio.Protocol):
             error = WireError(405, "invalid_request", f"{method.decode()} is not allowed here")
             self._send_error(wire, error, "req_sim_method")
             return
-        if server.api_key is not None and not wire.authorized(headers, server.api_key):
-            error = WireError(401, "authentication", "invalid x-api-key")
-            self._send_error(wire, error, "req_sim_auth")
+        unauthorized = server.config.unauthorized
+        if unauthorized or (
+            server.api_key is not None and not wire.authorized(headers, server.api_key)
+        ):
+            if unauthorized:
+                server.stats.faults["unauthorized"] += 1
+            self._send_error(wire, wire.auth_error(headers), "req_sim_auth")
             return
         try:
             call = wire.parse(json.loads(body))
@@ -246,19 +304,41 @@ class _Connection(asyncio.Protocol):
         self.call = call
         self.outcome = outcome
         fault = outcome.fault
-        delay = outcome.delay
-        if fault is not None:
-            server.stats.faults[fault] += 1
-            if fault == "timeout":
-                delay += server.config.hang
-                fault = None
-            elif fault == "stream_error" and not call.stream:
-                fault = "529"
-        if fault is None or fault in ("malformed", "truncate", "stream_error"):
+        if fault is None:
+            self._schedule(outcome.delay, self._respond, None)
+        else:
+            self._fault(fault, call, outcome.delay, headers, url)
+
+    def _fault(
+        self, fault: str, call: ParsedCall, delay: float, headers: dict[str, str], url: bytes
+    ) -> None:
+        """Schedule the answer for a request that hit ``fault``."""
+        config = self.server.config
+        self.server.stats.faults[fault] += 1
+        if fault == "timeout":
+            self._schedule(delay + config.hang, self._respond, None)
+        elif fault == "stream_error" and not call.stream:
+            self._schedule(delay, self._fault_status, "529")
+        elif fault in _BODY_FAULTS:
             self._schedule(delay, self._respond, fault)
         elif fault == "reset":
             self._schedule(delay, self._reset, None)
+        elif fault == "interim_1xx":
+            if self.transport is not None:
+                self.transport.write(_INTERIM)
+            self._schedule(delay, self._respond, None)
+        elif fault == "huge_headers":
+            self._schedule(delay, self._huge_headers, None)
+        elif fault == "huge_body":
+            self._schedule(delay, self._huge_body, None)
+        elif fault in _OPEN_ENDED:
+            self._schedule(delay, self._open_ended, fault)
         else:
+            if fault == "redirect":
+                host = headers.get("host") or f"{self.server.host}:{self.server.port}"
+                self.location = config.redirect_location or (
+                    f"https://{host}{url.decode('latin-1')}"
+                )
             self._schedule(delay, self._fault_status, fault)
 
     def _schedule(self, delay: float, callback: Any, arg: str | None) -> None:
@@ -300,16 +380,24 @@ class _Connection(asyncio.Protocol):
         extra: list[tuple[str, str]],
         *,
         declared_length: int | None = None,
+        content_type: str = "application/json",
     ) -> None:
         transport = self.transport
         if transport is None or self.closed:
             return
         self.server.stats.responses[status] += 1
-        head = self._common_headers(self.wire, request_id, "application/json", extra)
+        head = self._common_headers(self.wire, request_id, content_type, extra)
         length = len(body) if declared_length is None else declared_length
         transport.write(
-            b"".join([_status_line(status), head, b"content-length: %d\r\n\r\n" % length, body])
+            b"".join([self._status(status), head, b"content-length: %d\r\n\r\n" % length, body])
         )
+
+    def _status(self, status: int) -> bytes:
+        """The status line, unless a hostile answer already sent it (huge headers)."""
+        if self.head_open:
+            self.head_open = False
+            return b""
+        return _status_line(status)
 
     def _send_error(
         self,
@@ -329,19 +417,191 @@ class _Connection(asyncio.Protocol):
         assert outcome is not None and fault is not None
         wire = self.wire
         request_id = f"req_sim_{outcome.token}"
+        config = self.server.config
+        if fault == "redirect":
+            self._redirect(request_id)
+            return
         extra: list[tuple[str, str]] = []
         if fault == "529":
             error = WireError(wire.overloaded_status(), "overloaded", "Overloaded")
+        elif fault in _API_FAULTS:
+            assert self.call is not None
+            error = wire.fault_error(fault, self.call.model)
         else:
             status, kind, message = _FAULT_ERRORS[fault]
             error = WireError(status, kind, message)
-        if fault in ("429", "529"):
-            retry_after = self.server.config.retry_after
+        if fault in ("429", "529", "long_retry_after"):
+            retry_after = (
+                config.long_retry_after if fault == "long_retry_after" else config.retry_after
+            )
             whole = float(retry_after).is_integer()
             extra.append(("retry-after", str(int(retry_after)) if whole else f"{retry_after:g}"))
             extra.append(("retry-after-ms", str(round(retry_after * 1000))))
+        elif fault == "no_retry":
+            extra.append(("x-should-retry", "false"))
         extra.extend(self._rate_headers(wire, None))
         self._send_error(wire, error, request_id, extra)
+
+    def _redirect(self, request_id: str) -> None:
+        """A front proxy's redirect: a small HTML page and a ``location``."""
+        status = self.server.config.redirect_status
+        title = f"{status} {_REASONS.get(status, 'Redirect')}"
+        body = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            "</body>\r\n</html>\r\n"
+        ).encode()
+        self._send_full(
+            status, request_id, body, [("location", self.location)], content_type="text/html"
+        )
+        self._done()
+
+    # -- hostile answers: bounded memory on this side, whatever the client does ------
+
+    def _write_head(
+        self, request_id: str, content_type: str, extra: list[tuple[str, str]], framing: bytes
+    ) -> asyncio.Transport | None:
+        """Send a 200's status line and headers; return the transport if still open."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return None
+        self.server.stats.responses[200] += 1
+        head = self._common_headers(self.wire, request_id, content_type, extra)
+        transport.write(b"".join([self._status(200), head, framing, b"\r\n"]))
+        return transport
+
+    def _pump_bytes(
+        self, piece: bytes, total: int | None, *, chunked: bool, then: Callable[[], None] | None
+    ) -> None:
+        """Write ``total`` bytes of ``piece`` repeated (forever if ``None``), then ``then``."""
+        self.pump = _Pump(piece, total, chunked, then)
+        self._pump_step()
+
+    def _pump_step(self) -> None:
+        budget = _PUMP_TURN
+        while not self.paused:
+            pump, transport = self.pump, self.transport
+            if pump is None or transport is None or self.closed:
+                return
+            left = pump.left
+            if left is not None and left <= 0:
+                self.pump = None
+                if pump.then is not None:
+                    pump.then()
+                return
+            data = pump.piece if left is None or left >= len(pump.piece) else pump.piece[:left]
+            if left is not None:
+                pump.left = left - len(data)
+            transport.write(_chunk(data) if pump.chunked else data)
+            budget -= len(data)
+            if budget <= 0:
+                # Let other connections run; resume_writing restarts a paused pump.
+                self.loop.call_soon(self._pump_step)
+                return
+
+    def _huge_headers(self, _: str | None) -> None:
+        """A 200 whose first header is ``huge_header_bytes`` long, then the normal answer."""
+        self.timer = None
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        self.head_open = True
+        transport.write(_status_line(200) + b"x-sim-padding: ")
+        self._pump_bytes(
+            _PAD, self.server.config.huge_header_bytes, chunked=False, then=self._end_padding
+        )
+
+    def _end_padding(self) -> None:
+        if self.transport is not None:
+            self.transport.write(b"\r\n")
+        self._respond(None)
+
+    def _huge_body(self, _: str | None) -> None:
+        """A 200 with ``huge_body_bytes`` of text (or endless): valid JSON or SSE throughout."""
+        self.timer = None
+        call, outcome = self.call, self.outcome
+        assert call is not None and outcome is not None
+        wire = self.wire
+        request_id = f"req_sim_{outcome.token}"
+        ident = outcome.token
+        size = self.server.config.huge_body_bytes
+        extra = self._rate_headers(wire, outcome)
+        if call.stream:
+            transport = self._write_head(
+                request_id,
+                "text/event-stream; charset=utf-8",
+                [*extra, ("cache-control", "no-cache")],
+                b"transfer-encoding: chunked\r\n",
+            )
+            if transport is None:
+                return
+            transport.write(_chunk(wire.stream_head(call, outcome, ident)))
+            # One delta of 16 KiB of text, four to a write.
+            piece = wire.stream_delta(call, "a" * 16384, ident) * 4
+            total = None if size == 0 else -(-size // len(piece)) * len(piece)
+            tail = _chunk(wire.stream_tail(call, outcome, ident)) + b"0\r\n\r\n"
+            self._pump_bytes(piece, total, chunked=True, then=lambda: self._finish(tail))
+            return
+        prefix, suffix = _split_at_mark(wire.body(call, replace(outcome, text=_MARK), ident))
+        if size == 0:
+            transport = self._write_head(
+                request_id, "application/json", extra, b"transfer-encoding: chunked\r\n"
+            )
+            if transport is not None:
+                transport.write(_chunk(prefix))
+                self._pump_bytes(_PAD, None, chunked=True, then=None)
+            return
+        pad = max(0, size - len(prefix) - len(suffix))
+        length = len(prefix) + pad + len(suffix)
+        transport = self._write_head(
+            request_id, "application/json", extra, b"content-length: %d\r\n" % length
+        )
+        if transport is not None:
+            transport.write(prefix)
+            self._pump_bytes(_PAD, pad, chunked=False, then=lambda: self._finish(suffix))
+
+    def _finish(self, last: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(last)
+            self._done()
+
+    def _open_ended(self, fault: str | None) -> None:
+        """A 200 that never ends: an endless SSE line, silence, or a byte now and then."""
+        self.timer = None
+        call, outcome = self.call, self.outcome
+        assert call is not None and outcome is not None
+        wire = self.wire
+        ident = outcome.token
+        sse = call.stream or fault == "endless_sse_line"
+        extra = self._rate_headers(wire, outcome)
+        if sse:
+            extra.append(("cache-control", "no-cache"))
+        transport = self._write_head(
+            f"req_sim_{ident}",
+            "text/event-stream; charset=utf-8" if sse else "application/json",
+            extra,
+            b"transfer-encoding: chunked\r\n",
+        )
+        if transport is None or fault == "silent_stream":
+            return
+        head = wire.stream_head(call, outcome, ident) if call.stream else b""
+        if fault == "trickle":
+            if head:
+                transport.write(_chunk(head))
+            self.tick = b"\n" if sse else b" "
+            self.timer = self.loop.call_later(self.server.config.trickle_interval, self._trickle)
+            return
+        line_start, _ = _split_at_mark(wire.stream_delta(call, _MARK, ident))
+        transport.write(_chunk(head + line_start))
+        self._pump_bytes(_PAD, None, chunked=True, then=None)
+
+    def _trickle(self) -> None:
+        self.timer = None
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        transport.write(_chunk(self.tick))
+        self.timer = self.loop.call_later(self.server.config.trickle_interval, self._trickle)
 
     def _reset(self, _: str | None) -> None:
         self.timer = None
@@ -418,7 +678,7 @@ class _Connection(asyncio.Protocol):
             [*extra, ("cache-control", "no-cache")],
         )
         start = self.wire.stream_head(call, outcome, outcome.token)
-        transport.write(b"".join([_status_line(200), head, b"transfer-encoding: chunked\r\n\r\n"]))
+        transport.write(b"".join([self._status(200), head, b"transfer-encoding: chunked\r\n\r\n"]))
         tps = server.config.tokens_per_s
         if tps is None:
             self._stream_step(start, len(pieces))

@@ -23,8 +23,9 @@ class WireError(Exception):
     """A request the API would reject, with the error ``kind`` it would name."""
 
     status: int
-    #: ``invalid_request``, ``authentication``, ``not_found``, ``rate_limit``,
-    #: ``overloaded`` or ``api_error``; each wire spells it its own way.
+    #: ``invalid_request``, ``authentication``, ``no_key``, ``permission``, ``not_found``,
+    #: ``model_not_found``, ``quota``, ``rate_limit``, ``overloaded`` or ``api_error``;
+    #: each wire spells it its own way.
     kind: str
     message: str
     param: str | None = None
@@ -116,6 +117,14 @@ class Wire(Protocol):
         ...
 
     def error_body(self, error: WireError, request_id: str) -> bytes: ...
+
+    def auth_error(self, headers: dict[str, str]) -> WireError:
+        """The API's 401 for a missing or wrong key, as it words it."""
+        ...
+
+    def fault_error(self, fault: str, model: str) -> WireError:
+        """The API's own answer to ``quota``, ``not_found`` and ``forbidden``."""
+        ...
 
     def overloaded_status(self) -> int: ...
 

@@ -14,13 +14,19 @@ import pytest
 from agentic_synth._exceptions import (
     APIConnectionError,
     APITimeoutError,
+    AuthenticationError,
     ConfigurationError,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     ProviderError,
+    QuotaExceededError,
     RateLimitedError,
+    RedirectError,
+    ResponseTooLargeError,
     ServerError,
 )
-from agentic_synth._spec import ModelSpec
+from agentic_synth._spec import ModelSpec, ResponseLimits
 from agentic_synth._types import ProviderStreamEnd, Request, TextDelta
 from agentic_synth.providers import Provider
 from agentic_synth.providers import sim as sim_module
@@ -283,6 +289,127 @@ async def test_fail_first_n() -> None:
         with pytest.raises(OverloadedError):
             await provider.complete("m", _request())
     await provider.complete("m", _request())
+
+
+@pytest.mark.parametrize(
+    ("options", "cls", "status", "code"),
+    [
+        ({"fault_quota": 1.0}, QuotaExceededError, 400, "invalid_request_error"),
+        ({"fault_not_found": 1.0}, NotFoundError, 404, "not_found_error"),
+        ({"forbidden": 1.0}, PermissionDeniedError, 403, "permission_error"),
+        ({"unauthorized": True}, AuthenticationError, 401, "authentication_error"),
+        ({"fault_long_retry_after": 1.0}, RateLimitedError, 429, "rate_limit_error"),
+        ({"fault_no_retry": 1.0}, ServerError, 500, "api_error"),
+        ({"fault_redirect": 1.0}, RedirectError, 307, None),
+    ],
+)
+async def test_status_faults_raise_what_the_anthropic_provider_would(
+    options: dict[str, Any], cls: type[ProviderError], status: int, code: str | None
+) -> None:
+    """Same classes, codes and header-derived fields as the mock server's answers give."""
+    provider = SimProvider(SimConfig(**options))
+    for call in ("complete", "stream"):
+        with pytest.raises(cls) as info:
+            if call == "complete":
+                await provider.complete("sim-1", _request())
+            else:
+                await _collect(provider, _request())
+        error = info.value
+        assert type(error) is cls
+        assert (error.status, error.code, error.model) == (status, code, "sim-1")
+        assert error.request_id is not None and error.request_id.startswith("req_sim_")
+
+
+async def test_status_fault_details() -> None:
+    quota = SimProvider(SimConfig(fault_quota=1.0))
+    with pytest.raises(QuotaExceededError, match="credit balance is too low"):
+        await quota.complete("m", _request())
+    missing = SimProvider(SimConfig(fault_not_found=1.0))
+    with pytest.raises(NotFoundError, match="model: claude-nope"):
+        await missing.complete("claude-nope", _request())
+    slow = SimProvider(SimConfig(fault_long_retry_after=1.0, long_retry_after=60))
+    with pytest.raises(RateLimitedError) as limited:
+        await slow.complete("m", _request())
+    assert limited.value.retry_after == 60
+    no_retry = SimProvider(SimConfig(fault_no_retry=1.0))
+    with pytest.raises(ServerError) as server_error:
+        await no_retry.complete("m", _request())
+    assert server_error.value.should_retry is False
+    moved = SimProvider(SimConfig(fault_redirect=1.0, redirect_status=301))
+    with pytest.raises(RedirectError) as redirect:
+        await moved.complete("m", _request())
+    assert redirect.value.status == 301
+    assert redirect.value.location == "https://sim.invalid/v1/messages"
+    elsewhere = SimProvider(SimConfig(fault_redirect=1.0, redirect_location="https://x.test/"))
+    with pytest.raises(RedirectError) as redirect:
+        await elsewhere.complete("m", _request())
+    assert redirect.value.location == "https://x.test/"
+
+
+async def test_forbidden_blocks_the_same_prompts_on_every_attempt() -> None:
+    config = SimConfig(forbidden=0.2, seed=6)
+    provider = SimProvider(config)
+    outcomes: dict[int, set[str]] = {}
+    for _ in range(3):
+        for i in range(100):
+            try:
+                await provider.complete("m", _request(i))
+                outcomes.setdefault(i, set()).add("ok")
+            except PermissionDeniedError:
+                outcomes.setdefault(i, set()).add("403")
+    assert all(len(seen) == 1 for seen in outcomes.values())
+    blocked = {i for i, seen in outcomes.items() if seen == {"403"}}
+    expected = {
+        i for i in range(100) if provider.simulator.is_forbidden(f"Tell me fact number {i}.")
+    }
+    assert blocked == expected and 5 <= len(blocked) <= 40
+
+
+@pytest.mark.parametrize(
+    ("options", "cls"),
+    [
+        ({"fault_huge_headers": 1.0, "huge_header_bytes": 1 << 20}, ResponseTooLargeError),
+        ({"fault_huge_body": 1.0}, ResponseTooLargeError),
+        ({"fault_huge_body": 1.0, "huge_body_bytes": 1 << 30}, ResponseTooLargeError),
+        ({"fault_endless_sse_line": 1.0}, ResponseTooLargeError),
+        ({"fault_silent_stream": 1.0}, APITimeoutError),
+        ({"fault_trickle": 1.0}, APITimeoutError),
+    ],
+)
+async def test_hostile_faults_end_as_a_bounded_client_ends_them(
+    options: dict[str, Any], cls: type[ProviderError]
+) -> None:
+    provider = SimProvider(SimConfig(**options))
+    with pytest.raises(cls):
+        await provider.complete("m", _request(timeout=0.01))
+    with pytest.raises(cls):
+        await _collect(provider, _request(timeout=0.01))
+
+
+async def test_hostile_faults_within_the_limits_are_answered() -> None:
+    limits = ResponseLimits(max_header_bytes=1 << 21, max_body_bytes=1 << 21)
+    for options in (
+        {"fault_interim_1xx": 1.0},
+        {"fault_huge_headers": 1.0, "huge_header_bytes": 1 << 20},
+        {"fault_huge_body": 1.0, "huge_body_bytes": 1 << 20},
+    ):
+        provider = SimProvider(SimConfig(**options), limits=limits)
+        assert (await provider.complete("m", _request())).text
+        text, _ = await _collect(provider, _request(1))
+        assert text
+
+
+async def test_silent_stream_ends_at_the_read_idle_timeout() -> None:
+    limits = ResponseLimits(read_idle_timeout=0.01)
+    provider = SimProvider(SimConfig(fault_silent_stream=1.0), limits=limits)
+    with pytest.raises(APITimeoutError, match=r"after 0\.01s"):
+        await provider.complete("m", _request(timeout=60.0))
+
+
+def test_create_passes_the_response_limits() -> None:
+    limits = ResponseLimits(max_body_bytes=1000)
+    spec = ModelSpec(provider="sim", model="sim-1", response_limits=limits)
+    assert create(spec, max_connections=1).limits is limits
 
 
 async def test_json_schema_output_validates() -> None:

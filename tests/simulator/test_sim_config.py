@@ -11,6 +11,7 @@ import pytest
 from agentic_synth._exceptions import ConfigurationError
 from agentic_synth.simulator import (
     FAULT_KINDS,
+    HOSTILE_FAULTS,
     Latency,
     SimConfig,
     fixed,
@@ -58,12 +59,48 @@ def test_fault_rates_listed() -> None:
         ({"seed": "x"}, "seed must be an integer"),
         ({"fail_first_n": -1}, "fail_first_n"),
         ({"fail_first_kind": "404"}, "fail_first_kind must be one of 429, 500"),
+        ({"fault_quota": 0.6, "fault_huge_body": 0.6}, "add up to 1.2"),
+        ({"forbidden": 1.5}, "forbidden must be a share of prompts"),
+        ({"unauthorized": 1}, "unauthorized must be True or False"),
+        ({"long_retry_after": -1}, "long_retry_after must be >= 0"),
+        ({"trickle_interval": 0}, "trickle_interval must be > 0"),
+        ({"redirect_status": 200}, "redirect_status must be one of 300, 301"),
+        ({"redirect_location": "https://x/\r\nset-cookie: a"}, "redirect_location"),
+        ({"redirect_location": ""}, "redirect_location"),
+        ({"huge_header_bytes": 0}, "huge_header_bytes must be an integer >= 1"),
+        ({"huge_body_bytes": -1}, "huge_body_bytes must be an integer >= 0"),
         ({"latency": "slow"}, "cannot parse latency 'slow'"),
     ],
 )
 def test_invalid_values_name_the_fix(kwargs: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigurationError, match=needle):
         SimConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_new_fault_kinds_come_after_the_old_ones() -> None:
+    """Kinds are stacked in order: appending keeps every seed's old outcomes."""
+    assert FAULT_KINDS[:8] == (
+        "429", "500", "529", "timeout", "reset", "malformed", "truncate", "stream_error",
+    )  # fmt: skip
+    assert set(HOSTILE_FAULTS) <= set(FAULT_KINDS)
+
+
+def test_chaos_fields_round_trip() -> None:
+    config = SimConfig(
+        fault_quota=0.1,
+        fault_redirect=0.1,
+        fault_trickle=0.1,
+        forbidden=0.01,
+        unauthorized=True,
+        long_retry_after=90,
+        redirect_status=301,
+        redirect_location="https://elsewhere.test/v1",
+        huge_header_bytes=1000,
+        huge_body_bytes=5,
+        trickle_interval=0.5,
+    )
+    assert SimConfig.from_mapping(config.to_mapping()) == config
+    assert config.fault_rates == {"quota": 0.1, "redirect": 0.1, "trickle": 0.1}
 
 
 def test_from_mapping_and_back() -> None:

@@ -141,3 +141,42 @@ def test_shared_corpus_is_plain_english() -> None:
     words = {w.strip(",.?").lower() for s in corpus().sentences[:500] for w in s.split()}
     assert 150 < len(words) < 600
     assert all(w.isalpha() for w in words)
+
+
+# -- request-independent gates: forbidden prompts, unauthorized --------------------------
+
+
+def test_forbidden_depends_on_the_prompt_and_seed_only() -> None:
+    config = SimConfig(forbidden=0.05, seed=8)
+    sim = Simulator(config)
+    prompts = [f"item {i}" for i in range(4000)]
+    blocked = [p for p in prompts if sim.is_forbidden(p)]
+    assert 120 <= len(blocked) <= 280  # ~5%
+    # the same prompts on every attempt, whatever the other request fields, and for
+    # another simulator with the same config
+    again = Simulator(config)
+    for prompt in blocked[:20]:
+        assert all(sim.decide(_request(prompt)).fault == "forbidden" for _ in range(3))
+        assert again.decide(_request(prompt, temperature=0.3)).fault == "forbidden"
+    # another seed blocks other prompts
+    other = Simulator(SimConfig(forbidden=0.05, seed=9))
+    assert {p for p in prompts if other.is_forbidden(p)} != set(blocked)
+    assert not Simulator(SimConfig()).is_forbidden(blocked[0])
+
+
+def test_forbidden_share_of_one_blocks_everything() -> None:
+    sim = Simulator(SimConfig(forbidden=1.0))
+    assert all(sim.is_forbidden(f"x{i}") for i in range(100))
+
+
+def test_forbidden_comes_before_other_faults_and_arrivals() -> None:
+    config = SimConfig(forbidden=0.3, fault_500=1.0, fail_first_n=2, fail_first_kind="529", seed=2)
+    sim = Simulator(config)
+    faults = [sim.decide(_request(f"q{i}")).fault for i in range(30)]
+    assert "forbidden" in faults
+    assert [f for f in faults if f != "forbidden"][:3] == ["529", "529", "500"]
+
+
+def test_unauthorized_fails_every_request() -> None:
+    sim = Simulator(SimConfig(unauthorized=True, fail_first_n=5))
+    assert {sim.decide(_request(f"q{i}")).fault for i in range(20)} == {"unauthorized"}

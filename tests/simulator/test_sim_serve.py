@@ -48,6 +48,34 @@ def test_flags_set_config_fields() -> None:
     assert (config.fail_first_n, config.fail_first_kind) == (4, "529")
 
 
+def test_chaos_flags_set_config_fields() -> None:
+    args = _parse(
+        "--fault-quota", "0.1", "--forbidden", "0.01", "--unauthorized", "--fault-not-found", "0.2",
+        "--fault-redirect", "0.1", "--redirect-status", "301", "--redirect-location", "https://x/",
+        "--fault-long-retry-after", "0.1", "--long-retry-after", "90", "--fault-no-retry", "0.1",
+        "--fault-huge-headers", "0.01", "--huge-header-bytes", "2097152",
+        "--fault-huge-body", "0.01", "--huge-body-bytes", "0", "--fault-endless-sse-line", "0.01",
+        "--fault-silent-stream", "0.01", "--fault-interim-1xx", "0.01", "--fault-trickle", "0.01",
+        "--trickle-interval", "3", "--fail-first", "8",
+    )  # fmt: skip
+    config = config_from_args(args)
+    assert (config.fault_quota, config.forbidden, config.unauthorized) == (0.1, 0.01, True)
+    assert (config.fault_not_found, config.fault_redirect) == (0.2, 0.1)
+    assert (config.redirect_status, config.redirect_location) == (301, "https://x/")
+    assert (config.fault_long_retry_after, config.long_retry_after) == (0.1, 90)
+    assert config.fault_no_retry == 0.1
+    assert (config.fault_huge_headers, config.huge_header_bytes) == (0.01, 2 << 20)
+    assert (config.fault_huge_body, config.huge_body_bytes) == (0.01, 0)
+    assert config.fault_endless_sse_line == config.fault_silent_stream == 0.01
+    assert config.fault_interim_1xx == config.fault_trickle == 0.01
+    assert (config.trickle_interval, config.fail_first_n) == (3, 8)
+
+
+def test_unauthorized_flag_absent_keeps_config_json() -> None:
+    args = _parse("--config-json", json.dumps({"unauthorized": True}))
+    assert config_from_args(args).unauthorized is True
+
+
 def test_flags_override_config_json() -> None:
     base = SimConfig(seed=5, output_tokens=9, latency=uniform(0.1, 0.3))
     args = _parse("--config-json", json.dumps(base.to_mapping()), "--seed", "6")

@@ -154,8 +154,15 @@ async def test_bearer_auth_is_checked(server: MockServer) -> None:
         assert response.status_code == 401
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"}
-        assert error["code"] == "invalid_api_key"
+        assert error["type"] == "invalid_request_error"
         assert KEY not in response.text
+    # OpenAI's own words: no code without a key; a wrong key quoted back masked.
+    assert missing.json()["error"]["code"] is None
+    assert "didn't provide an API key" in missing.json()["error"]["message"]
+    error = wrong.json()["error"]
+    assert error["code"] == "invalid_api_key"
+    assert "Incorrect API key provided: sk-*********-123." in error["message"]
+    assert "sk-wrong-key-123" not in wrong.text
 
 
 async def test_empty_messages_is_400(server: MockServer) -> None:
