@@ -61,7 +61,7 @@ def to_transport_error(exc: BaseException) -> tuple[TransportError, BaseExceptio
         return TransportError("timeout", "no complete answer before the deadline"), cause
     if isinstance(exc, aiohttp.ClientResponseError):
         message = str(exc.message)
-        if isinstance(cause, http_exceptions.LineTooLong) or "Too many headers" in message:
+        if _header_limit_hit(exc) or "Too many headers" in message:
             return TransportError("too_large", f"response headers: {message[:120]}"), cause
         return TransportError("malformed", f"bad HTTP response: {message[:200]}"), cause
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -71,12 +71,25 @@ def to_transport_error(exc: BaseException) -> tuple[TransportError, BaseExceptio
     return TransportError("reset", f"{type(exc).__name__}: {exc}".rstrip(": ")), cause
 
 
+def _header_limit_hit(exc: BaseException) -> bool:
+    """Whether aiohttp's parser refused a too long status or header line."""
+    item: BaseException | None = exc
+    for _ in range(4):
+        if item is None:
+            return False
+        if isinstance(item, http_exceptions.LineTooLong):
+            return True
+        item = item.__cause__
+    return False
+
+
 class SSEGuard:
     """Bounds the line and event sizes of an event stream without parsing it.
 
-    Counts bytes since the last line end and since the last blank line (an
-    event's end). An event's size here counts its whole lines (field names
-    included), so it is a little stricter than the data-only count of
+    Counts the bytes of the current line and of the lines since the last blank
+    line (an event's end), line ends left out so the count does not depend on
+    how the bytes were cut. An event's size counts whole lines (field names
+    included), a little stricter than the data-only count of
     :class:`~agentic_synth.streaming.SSEDecoder`.
     """
 
@@ -96,26 +109,21 @@ class SSEGuard:
         if not chunk:
             return
         self._cr = chunk[-1] == 13
-        pieces = chunk.splitlines(keepends=True)
-        for piece in pieces:
-            ended = piece[-1] in (10, 13)
-            size = len(piece)
-            if ended:
-                content = self._line + len(piece.rstrip(b"\r\n"))
-                if content == 0:
+        for piece in chunk.splitlines(keepends=True):
+            if piece[-1] in (10, 13):
+                size = len(piece.rstrip(b"\r\n"))
+                line = self._line + size
+                self._line = 0
+                if line == 0:
                     self._event = 0  # a blank line ends the event
                     continue
-                if content > self._max_line:
-                    raise TransportError(
-                        "too_large", f"an event-stream line over {self._max_line} bytes"
-                    )
-                self._line = 0
             else:
-                self._line += size
-                if self._line > self._max_line:
-                    raise TransportError(
-                        "too_large", f"an event-stream line over {self._max_line} bytes"
-                    )
+                size = len(piece)
+                line = self._line = self._line + size
+            if line > self._max_line:
+                raise TransportError(
+                    "too_large", f"an event-stream line over {self._max_line} bytes"
+                )
             self._event += size
             if self._event > self._max_event:
                 raise TransportError(

@@ -137,6 +137,9 @@ class RawServer:
             await self.handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Stopped by __aexit__; asyncio would log a cancelled handler task as an error.
+            pass
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
             writer.close()
