@@ -22,6 +22,7 @@ aiohttp failure comes out as :class:`~._net.TransportError`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -227,9 +228,11 @@ class AiohttpOrigin:
         self.limits = limits
         self.proxy = proxy
         self._proxy_url = None if proxy is None else proxy.url
-        self._proxy_auth = (
-            None if proxy is None or proxy.auth is None else aiohttp.BasicAuth(*proxy.auth)
-        )
+        self._proxy_headers = None
+        if proxy is not None and proxy.auth is not None:
+            # Basic credentials from the proxy URL (aiohttp's proxy_auth is deprecated).
+            token = base64.b64encode(":".join(proxy.auth).encode("utf-8")).decode("ascii")
+            self._proxy_headers = {"Proxy-Authorization": f"Basic {token}"}
         self._max_connections = max_connections
         self._ssl: ssl.SSLContext | bool = True if ssl_context is None else ssl_context
         self._sse_guard = sse_guard
@@ -307,7 +310,7 @@ class AiohttpOrigin:
                     headers=headers,
                     timeout=timeout,
                     proxy=self._proxy_url,
-                    proxy_auth=self._proxy_auth,
+                    proxy_headers=self._proxy_headers,
                     allow_redirects=False,
                 )
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:

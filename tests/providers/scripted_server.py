@@ -193,7 +193,9 @@ def model_spec(kind: str, origin: str, *, api_key: str | None = ECHO_KEY, **kw: 
         return ModelSpec(
             "anthropic", "claude-x", base_url=origin, api_key=api_key, options=options, **kw
         )
-    options.setdefault("transport", kind.partition("-")[2])
+    transport = kind.partition("-")[2]
+    if transport != "auto":  # "openai-auto": the provider picks (aiohttp when proxied)
+        options.setdefault("transport", transport)
     return ModelSpec(
         "openai", "gpt-x", base_url=f"{origin}/v1", api_key=api_key, options=options, **kw
     )
@@ -286,3 +288,71 @@ def assert_no_key(exc: BaseException, key: str = ECHO_KEY) -> None:
     for text in exception_texts(exc):
         leaked = sorted(w for w in windows if w in text)
         assert not leaked, f"key material {leaked} in {text[:500]!r}"
+
+
+# ----------------------------------------------------------------- a loopback proxy
+
+
+class LoopbackProxy:
+    """A forward and ``CONNECT`` proxy on loopback that takes every request to one upstream
+    port, whatever host it names; records each connection's first request head."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.heads: list[bytes] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def requests(self) -> list[str]:
+        """The request lines seen (``CONNECT host:port HTTP/1.1``, ``POST http://...``)."""
+        return [head.split(b"\r\n", 1)[0].decode() for head in self.heads]
+
+    async def __aenter__(self) -> LoopbackProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head)
+            line, _, rest = head.partition(b"\r\n")
+            method, target, version = line.split(b" ")
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            if method == b"CONNECT":
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:  # absolute form to origin form
+                path = b"/" + target.split(b"://", 1)[1].partition(b"/")[2]
+                up_writer.write(b" ".join((method, path, version)) + b"\r\n" + rest)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
