@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 
+from agentic_synth._spec import ResponseLimits
 from agentic_synth.providers._lean_http import LeanHTTPClient, LeanHTTPError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
@@ -74,8 +76,21 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
         s.server.close()
 
 
-def client_for(server: Server, limit: int = 4) -> LeanHTTPClient:
-    return LeanHTTPClient("http", "127.0.0.1", server.port, max_connections=limit)
+@asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[Server]:
+    """The ``serve`` fixture as a context manager, for the other test_lean_http_* modules."""
+    s = Server(handler)
+    s.server = await asyncio.start_server(s._serve, "127.0.0.1", 0)
+    try:
+        yield s
+    finally:
+        s.server.close()
+
+
+def client_for(
+    server: Server, limit: int = 4, limits: ResponseLimits | None = None
+) -> LeanHTTPClient:
+    return LeanHTTPClient("http", "127.0.0.1", server.port, max_connections=limit, limits=limits)
 
 
 def ok(body: bytes, *extra: bytes) -> bytes:
@@ -410,6 +425,7 @@ async def test_connect_failure_and_aclose(serve: Callable[..., Awaitable[Server]
     with pytest.raises(LeanHTTPError) as info:
         await dead.request("POST", "/", {}, b"")
     assert info.value.reason == "connect" and dead.open_connections == 0
+    assert info.value.kind == "refused" and "127.0.0.1:9" in str(info.value)
     server = await serve(echo_forever)
     client = client_for(server)
     await asyncio.gather(*(client.request("POST", "/", {}, b"x") for _ in range(3)))
@@ -481,7 +497,8 @@ async def test_https_with_certificate_verification() -> None:
         try:
             with pytest.raises(LeanHTTPError) as info:
                 await strict.request("GET", "/", {})
-            assert info.value.reason == "connect"
+            assert info.value.reason == "connect" and info.value.kind == "tls"
+            assert f"localhost:{port}" in str(info.value)
         finally:
             await strict.aclose()
     finally:
