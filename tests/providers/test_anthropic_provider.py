@@ -622,3 +622,34 @@ async def test_stream_body_never_ending_after_message_stop_is_dropped(
             break
         await asyncio.sleep(0.01)
     assert scripted.disconnects == 1
+
+
+async def test_a_stuck_close_does_not_hold_an_early_exit(
+    scripted: Scripted, provider: AnthropicProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cleanup in ``finally`` is shielded from cancellation but bounded in time.
+    async def stuck(self: Any) -> None:
+        await anyio.sleep(30)
+
+    monkeypatch.setattr(anthropic_provider, "CLOSE_SECONDS", 0.1)
+    monkeypatch.setattr(anthropic.AsyncStream, "close", stuck)
+    scripted.handler = streaming(START, BLOCK, *[delta(f"t{i}") for i in range(200)], pause=0.01)
+    stream = provider.stream("claude-x", req())
+    assert isinstance(await anext(stream), TextDelta)  # type: ignore[call-overload]
+    closing = asyncio.create_task(stream.aclose())  # type: ignore[attr-defined]
+    # A guard, not a timing: a shield without a bound would hold this for 30 s
+    # (and a fail_after around it could not cut through the shield).
+    done, _ = await asyncio.wait({closing}, timeout=5)
+    assert closing in done
+
+    got = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in provider.stream("claude-x", req()):
+            got.set()
+
+    task = asyncio.create_task(consume())
+    await got.wait()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert task in done and task.cancelled()
