@@ -32,7 +32,6 @@ every request: ``options={"headers": {...}}``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import ssl
 import time
@@ -88,8 +87,6 @@ MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 MAX_TOKENS_FIELDS: tuple[MaxTokensField, ...] = ("max_tokens", "max_completion_tokens")
 #: Model name prefixes whose API rejects ``max_tokens`` (reasoning models and their successors).
 COMPLETION_TOKENS_MODELS = ("o1", "o3", "o4", "gpt-5")
-#: Whether the installed lean client takes response limits (it gained them in this release).
-_LEAN_LIMITS = "limits" in inspect.signature(LeanHTTPClient).parameters
 Transport = Literal["lean", "aiohttp"]
 TRANSPORTS: tuple[Transport, ...] = ("lean", "aiohttp")
 #: Transport used when the spec names none and no proxy is asked for.
@@ -247,15 +244,13 @@ class OpenAIProvider:
         client = self._lean
         if client is None or self._loop is not loop:
             # Connections belong to the loop they were made in; a new loop gets a new pool.
-            options: dict[str, Any] = {"ssl_context": self._ssl}
-            if _LEAN_LIMITS:
-                options["limits"] = self._limits
             client = LeanHTTPClient(
                 self._url.scheme,
                 self._host,
                 self._url.explicit_port,
                 max_connections=self._max_connections,
-                **options,
+                ssl_context=self._ssl,
+                limits=self._limits,
             )
             self._lean, self._loop = client, loop
         return client
