@@ -199,7 +199,8 @@ class AnthropicProvider:
                 trust_env=False,
             ),
         )
-        self._base_url = str(self._client.base_url)
+        # Shown in repr and messages: without any user:password in the URL.
+        self._base_url = str(url.with_user(None))
         warn_plain_http("anthropic", url, api_key)
 
     def __repr__(self) -> str:

@@ -202,7 +202,9 @@ class OpenAIProvider:
                 f"max_tokens_field must be one of {MAX_TOKENS_FIELDS}, got {max_tokens_field!r}"
             )
         self._url = chat_completions_url(base_url)
-        self._base = str(self._url)[: -len(_PATH)]
+        # Shown in repr and messages: without any user:password in the URL.
+        self._shown = str(self._url.with_user(None))
+        self._base = self._shown[: -len(_PATH)]
         self._host = self._url.host or ""
         self._port = self._url.port or (443 if self._url.scheme == "https" else 80)
         self._api_key = api_key
@@ -235,7 +237,7 @@ class OpenAIProvider:
 
     def __repr__(self) -> str:
         return (
-            f"OpenAIProvider(url={str(self._url)!r}, max_connections={self._max_connections}, "
+            f"OpenAIProvider(url={self._shown!r}, max_connections={self._max_connections}, "
             f"transport={self.transport!r})"
         )
 

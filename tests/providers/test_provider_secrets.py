@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +17,7 @@ from scripted_server import (
     assert_no_key,
     build,
     call,
+    exception_texts,
     origin_of,
     scripted_for,
 )
@@ -179,3 +181,18 @@ def test_a_key_with_a_line_break_given_directly_is_refused_without_showing_it(ba
     with pytest.raises(ConfigurationError) as info:
         AnthropicProvider(api_key=bad, base_url="http://127.0.0.1:9", timeout=1, max_connections=1)
     assert "Injected" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_credentials_in_the_base_url_are_not_shown(kind: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: refused
+    p = build(kind, f"http://gate:hunter2-secret@127.0.0.1:{port}", timeout=5.0)
+    try:
+        assert "hunter2" not in repr(p)
+        with pytest.raises(ProviderError) as info:
+            await call(p, streamed=False)
+    finally:
+        await p.aclose()
+    assert not any("hunter2" in text for text in exception_texts(info.value))
