@@ -138,12 +138,13 @@ class AiohttpResponse:
     Read to its end, the connection goes back to the pool; closed before, it is dropped.
     """
 
-    __slots__ = ("_done", "_guard", "_max_body", "_origin", "_received", "_resp")
+    __slots__ = ("_done", "_guard", "_max_body", "_received", "_resp", "_slots")
 
     def __init__(
         self, origin: AiohttpOrigin, resp: aiohttp.ClientResponse, guard: SSEGuard | None
     ) -> None:
-        self._origin = origin
+        # The pool slot this exchange holds (a new loop's session gets new slots).
+        self._slots = origin.slots
         self._resp = resp
         self._guard = guard
         self._max_body = origin.limits.max_body_bytes
@@ -209,7 +210,7 @@ class AiohttpResponse:
             resp.release()
         else:
             resp.close()
-        self._origin.slots.release()
+        self._slots.release()
 
 
 class AiohttpOrigin:

@@ -46,7 +46,9 @@ def find_transport_error(exc: BaseException) -> TransportError | None:
     while item is not None and seen < 8:
         if isinstance(item, TransportError):
             return item
-        item = item.__cause__ or item.__context__
+        # The SDK chains what it wraps (``raise ... from err``); an implicit context
+        # may be an older, unrelated failure, so it counts only when not suppressed.
+        item = item.__cause__ or (None if item.__suppress_context__ else item.__context__)
         seen += 1
     return None
 
