@@ -55,13 +55,18 @@ class RetryPolicy:
     """When to retry a failed call on the same model, and after how long.
 
     ``max_attempts`` counts the first try. ``deadline`` bounds the seconds from a
-    request's first attempt to the start of its last retry.
+    request's first attempt to the start of its last retry. A wait longer than
+    ``fallback_after`` seconds (a server's long Retry-After) sends the request to
+    another deployment that is free now, if there is one, instead of sleeping.
+    Whether an error is worth retrying at all is the failure policy's call
+    (:mod:`._policy`); this class only times the retries.
     """
 
     max_attempts: int = 4
     base: float = 0.5
     cap: float = 30.0
     deadline: float | None = None
+    fallback_after: float = 10.0
     rng: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +82,10 @@ class RetryPolicy:
             raise ConfigurationError(
                 f"deadline must be a positive number of seconds or None, got {self.deadline}"
             )
+        if not (self.fallback_after >= 0 and math.isfinite(self.fallback_after)):
+            raise ConfigurationError(
+                f"fallback_after must be a number of seconds >= 0, got {self.fallback_after}"
+            )
 
     def next_delay(
         self, attempt: int, error: BaseException, *, elapsed: float = 0.0
@@ -88,12 +97,20 @@ class RetryPolicy:
         the deadline (``elapsed`` = seconds since the first attempt began).
         A server's ``retry_after`` is honoured: the wait is at least that long.
         """
-        if attempt >= self.max_attempts:
-            return None
         if not isinstance(error, ProviderError) or not error.retryable:
             return None
+        if error.should_retry is False:
+            return None
+        return self.delay(attempt, error.retry_after, elapsed=elapsed)
+
+    def delay(
+        self, attempt: int, retry_after: float | None = None, *, elapsed: float = 0.0
+    ) -> float | None:
+        """Seconds before attempt ``attempt + 1``, whatever the error; ``None`` when the
+        attempts are used up or the wait would pass :attr:`deadline`."""
+        if attempt >= self.max_attempts:
+            return None
         delay = backoff_delay(attempt, base=self.base, cap=self.cap, rng=self.rng)
-        retry_after = error.retry_after
         if retry_after is not None and retry_after >= delay:
             if not math.isfinite(retry_after):
                 return None

@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["BreakerState", "CircuitBreaker", "Ticket"]
+__all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "Ticket"]
 
 #: Buckets in the sliding window ring: 60 gives one-second buckets for a 60 s window.
 _BUCKETS = 60
@@ -53,6 +54,101 @@ TransitionHook = Callable[[str, BreakerState, BreakerState], None]
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigurationError(message)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and value >= 0
+        and math.isfinite(value)
+    )
+
+
+def _validate(
+    failure_threshold: int,
+    failure_rate: float,
+    window: float,
+    min_requests: int,
+    cooldown: float,
+    half_open_probes: int,
+) -> None:
+    _check(
+        _is_int(failure_threshold) and failure_threshold >= 1,
+        f"failure_threshold must be an integer >= 1, got {failure_threshold!r}",
+    )
+    _check(
+        isinstance(failure_rate, int | float) and 0.0 < failure_rate <= 1.0,
+        f"failure_rate must be in (0, 1] (1.0 disables rate tripping), got {failure_rate!r}",
+    )
+    _check(
+        _is_seconds(window) and window > 0,
+        f"window must be a positive number of seconds, got {window!r}",
+    )
+    _check(
+        _is_int(min_requests) and min_requests >= 1,
+        f"min_requests must be an integer >= 1, got {min_requests!r}",
+    )
+    _check(_is_seconds(cooldown), f"cooldown must be a number of seconds >= 0, got {cooldown!r}")
+    _check(
+        _is_int(half_open_probes) and half_open_probes >= 1,
+        f"half_open_probes must be an integer >= 1, got {half_open_probes!r}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """When a deployment is taken out of rotation, and for how long; applied to every model.
+
+    The first six fields drive each model's :class:`CircuitBreaker` (provider
+    faults: 5xx, 529, timeouts, connection failures). The last four apply the
+    failure policy's ``COOLDOWN`` (:mod:`._policy`): ``auth_failures`` 401/403s
+    (or ``unreachable_failures`` failed connections) in a row with no success in
+    between take a deployment out for ``cooldown``; an exhausted quota, an unknown
+    model or a redirect takes it out for ``long_cooldown``. Checked when built.
+    """
+
+    failure_threshold: int = 5
+    failure_rate: float = 0.5
+    window: float = 60.0
+    min_requests: int = 20
+    cooldown: float = 60.0
+    half_open_probes: int = 1
+    auth_failures: int = 3
+    unreachable_failures: int = 3
+    long_cooldown: float = 600.0
+
+    def __post_init__(self) -> None:
+        _validate(
+            self.failure_threshold,
+            self.failure_rate,
+            self.window,
+            self.min_requests,
+            self.cooldown,
+            self.half_open_probes,
+        )
+        for name in ("auth_failures", "unreachable_failures"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
+        _check(
+            _is_seconds(self.long_cooldown),
+            f"long_cooldown must be a number of seconds >= 0, got {self.long_cooldown!r}",
+        )
+
+    def breaker_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`CircuitBreaker` (the first six fields)."""
+        return {
+            "failure_threshold": self.failure_threshold,
+            "failure_rate": self.failure_rate,
+            "window": self.window,
+            "min_requests": self.min_requests,
+            "cooldown": self.cooldown,
+            "half_open_probes": self.half_open_probes,
+        }
 
 
 class CircuitBreaker:
@@ -97,30 +193,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         on_transition: TransitionHook | None = None,
     ) -> None:
-        _check(
-            isinstance(failure_threshold, int) and failure_threshold >= 1,
-            f"failure_threshold must be an integer >= 1, got {failure_threshold!r}",
-        )
-        _check(
-            0.0 < failure_rate <= 1.0,
-            f"failure_rate must be in (0, 1] (1.0 disables rate tripping), got {failure_rate!r}",
-        )
-        _check(
-            window > 0 and math.isfinite(window),
-            f"window must be a positive number of seconds, got {window!r}",
-        )
-        _check(
-            isinstance(min_requests, int) and min_requests >= 1,
-            f"min_requests must be an integer >= 1, got {min_requests!r}",
-        )
-        _check(
-            cooldown >= 0 and math.isfinite(cooldown),
-            f"cooldown must be a number of seconds >= 0, got {cooldown!r}",
-        )
-        _check(
-            isinstance(half_open_probes, int) and half_open_probes >= 1,
-            f"half_open_probes must be an integer >= 1, got {half_open_probes!r}",
-        )
+        _validate(failure_threshold, failure_rate, window, min_requests, cooldown, half_open_probes)
         self.name = name
         self._failure_threshold = failure_threshold
         self._failure_rate = failure_rate
@@ -156,6 +229,11 @@ class CircuitBreaker:
         if self._state is BreakerState.OPEN and self._clock() >= self._reopens_at:
             self._transition(BreakerState.HALF_OPEN)
         return self._state
+
+    @property
+    def epoch(self) -> int:
+        """Counts state changes: a new value means the breaker's verdict may have changed."""
+        return self._epoch
 
     def reopens_at(self) -> float | None:
         """Clock time at which an open breaker admits probes; ``None`` when not open."""
@@ -198,9 +276,34 @@ class CircuitBreaker:
         elif self._take_probe(ticket):
             self._open(retry_after)
 
-    def release(self, ticket: Ticket) -> None:
-        """The call ended with no verdict (cancelled, client error): free a probe slot."""
+    def release(self, ticket: Ticket) -> bool:
+        """The call ended with no verdict (cancelled, client error): free a probe slot.
+
+        Returns whether a probe slot was freed (someone waiting for one may go).
+        """
+        return self._take_probe(ticket)
+
+    def trip(self, ticket: Ticket, cooldown: float) -> bool:
+        """Open now for ``cooldown`` seconds whatever the counts (the failure policy took
+        the deployment out: a rejected key, an exhausted quota). A verdict on a call
+        admitted before the breaker last changed state is stale and ignored, as is a
+        trip while already open. Returns whether it opened.
+        """
+        if ticket.epoch != self._epoch or self._state is BreakerState.OPEN:
+            self._take_probe(ticket)
+            return False
         self._take_probe(ticket)
+        now = self._clock()
+        self._opened_at = now
+        self._reopens_at = now + cooldown
+        self._times_opened += 1
+        self._transition(BreakerState.OPEN)
+        return True
+
+    @property
+    def probing(self) -> bool:
+        """Half-open with every probe slot taken: the next state is the probes' verdict."""
+        return self.state is BreakerState.HALF_OPEN and len(self._live_probes) >= self._probes
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for monitoring; reading it may half-open an expired open breaker."""

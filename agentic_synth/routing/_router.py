@@ -1,24 +1,22 @@
 """The router: pick a model, pass its breaker and rate limits, retry, fall back.
 
 For each request the strategy orders the models; the router walks that order.
-On one model it retries retryable failures with capped, jittered backoff
-(honouring Retry-After) until the retry policy or the request deadline says
-stop, or the model's breaker opens; then it falls back to the next model.
-Client errors (400, 404, 413, 422) fail the request at once; a 401/403 takes
-that deployment out of rotation, and when every deployment has rejected its
-key the job stops with a configuration error. When every breaker is open the
-request waits for the earliest reopening instead of failing, within its deadline.
+Each failed call is settled by the failure policy (:mod:`._policy`, one table):
+retry here, fall back, take the deployment out for a cooldown, fail this input,
+or stop the job. When no deployment can take a request now (breakers open,
+half-open probes in flight, a long Retry-After), the request waits, within its
+deadline, until one can: woken by any change of a breaker's state or at the
+earliest reopening (with jitter, so waiters do not come back as one herd).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -26,10 +24,8 @@ import anyio
 from .._exceptions import (
     APIConnectionError,
     APITimeoutError,
-    AuthenticationError,
     ConfigurationError,
     ProviderError,
-    RateLimitedError,
 )
 from .._log import get_logger
 from .._spec import ModelSpec
@@ -37,7 +33,16 @@ from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Us
 from ..monitor import Metrics
 from ..providers import Provider
 from ._backoff import RetryPolicy
-from ._breaker import BreakerState, CircuitBreaker, Ticket
+from ._breaker import BreakerConfig, BreakerState, CircuitBreaker, Ticket
+from ._policy import (
+    REJECTED_AFTER,
+    STREAK_KINDS,
+    ErrorKind,
+    Outcome,
+    Situation,
+    classify,
+    decide,
+)
 from ._ratelimit import ModelRateLimiter, Reservation
 from ._strategy import make_strategy
 
@@ -53,24 +58,24 @@ _Events = AsyncIterator[_Event]
 log = get_logger("agentic_synth.routing")
 
 _EWMA_ALPHA = 0.2
+#: Longest random extra wait (seconds) added to a timed wait for a deployment.
+_MAX_JITTER = 0.5
+#: Kinds whose cooldown is ``BreakerConfig.long_cooldown``: nothing changes soon.
+_LONG_OUT = frozenset({ErrorKind.QUOTA, ErrorKind.NOT_FOUND, ErrorKind.REDIRECT})
+#: What a deployment taken out for each kind cannot do, for messages.
+_OUT_REASONS = {
+    ErrorKind.AUTH: "its API key was rejected",
+    ErrorKind.QUOTA: "its account is out of credit or quota",
+    ErrorKind.NOT_FOUND: "the model was not found at its base URL",
+    ErrorKind.REDIRECT: "its base URL redirects elsewhere",
+    ErrorKind.UNREACHABLE: "its host cannot be reached",
+}
 
 
 class NoModelAvailableError(ProviderError):
     """Every model is out of rotation (breakers open past the deadline)."""
 
     retryable = True
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerConfig:
-    """Circuit breaker settings, applied to every model."""
-
-    failure_threshold: int = 5
-    failure_rate: float = 0.5
-    window: float = 60.0
-    min_requests: int = 20
-    cooldown: float = 60.0
-    half_open_probes: int = 1
 
 
 @dataclass(slots=True)
@@ -88,14 +93,19 @@ class _Slot:
 
     __slots__ = (
         "breaker",
-        "disabled",
         "in_flight",
+        "last_error",
         "latency_per_token",
         "limiter",
         "name",
+        "out_kind",
+        "out_strikes",
         "provider",
         "semaphore",
+        "served",
         "spec",
+        "streaks",
+        "throttled_until",
         "weight",
     )
 
@@ -115,7 +125,35 @@ class _Slot:
         self.semaphore = anyio.Semaphore(spec.max_in_flight) if spec.max_in_flight else None
         self.in_flight = 0
         self.latency_per_token: float | None = None
-        self.disabled = False
+        #: Whether it answered any request since the engine opened.
+        self.served = False
+        #: Failures in a row of the kinds the policy counts (STREAK_KINDS), no success between.
+        self.streaks: dict[ErrorKind, int] = {}
+        #: Why the policy last took it out of rotation (cleared by a success), and how
+        #: many times in a row for that reason.
+        self.out_kind: ErrorKind | None = None
+        self.out_strikes = 0
+        #: A 429 asked to wait until then (long Retry-After): other deployments go first.
+        self.throttled_until = -math.inf
+        self.last_error: ProviderError | None = None
+
+    def available(self, now: float) -> bool:
+        """Whether a request could be admitted now (without taking anything)."""
+        if self.throttled_until > now:
+            return False
+        state = self.breaker.state
+        return state is BreakerState.CLOSED or (
+            state is BreakerState.HALF_OPEN and not self.breaker.probing
+        )
+
+    def rejected(self) -> bool:
+        """Out of rotation for a reason that means it cannot serve this job (see
+        :data:`._policy.REJECTED_AFTER`)."""
+        kind = self.out_kind
+        if kind is None or kind not in REJECTED_AFTER:
+            return False
+        limit = REJECTED_AFTER[kind]
+        return not self.served or (limit is not None and self.out_strikes >= limit)
 
 
 class _Admission:
@@ -166,15 +204,22 @@ class Router:
             raise ConfigurationError(
                 f"deadline must be a positive number of seconds or None, got {deadline!r}"
             )
+        if breaker is not None and not isinstance(breaker, BreakerConfig):
+            raise ConfigurationError("breaker must be a BreakerConfig(...)")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry must be a RetryPolicy(...)")
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
         self._retry = retry or RetryPolicy()
         self._deadline = deadline
-        self._strategy = make_strategy(strategy, rng=rng)
+        self._rng = rng or random.Random()
+        self._strategy = make_strategy(strategy, rng=self._rng)
         self.strategy = strategy
-        cfg = breaker or BreakerConfig()
+        self._config = cfg = breaker or BreakerConfig()
         self._tokens = token_counter
+        #: Set (and replaced) whenever any breaker changes state or frees a probe slot.
+        self._changed = anyio.Event()
         self._slots: list[_Slot] = []
         for spec, provider in models:
             limited = spec.rpm or spec.input_tpm or spec.output_tpm
@@ -188,7 +233,7 @@ class Router:
                     provider,
                     CircuitBreaker(
                         spec.name,
-                        **asdict(cfg),
+                        **cfg.breaker_settings(),
                         clock=clock,
                         on_transition=self._on_transition,
                     ),
@@ -214,14 +259,23 @@ class Router:
     def _on_transition(self, name: str, old: BreakerState, new: BreakerState) -> None:
         self.transitions.append((self._clock(), name, str(old), str(new)))
         log.warning("breaker_transition", model=name, old=str(old), new=str(new))
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake every request waiting for a deployment to become available."""
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
 
     def _model_state(self) -> dict[str, dict[str, Any]]:
         state: dict[str, dict[str, Any]] = {}
+        now = self._clock()
         for s in self._slots:
             entry: dict[str, Any] = {
                 "breaker": s.breaker.snapshot(),
                 "in_flight": s.in_flight,
-                "disabled": s.disabled,
+                "out_of_rotation": None if s.out_kind is None else str(s.out_kind),
+                "rejected": s.rejected(),
+                "throttled_for": max(0.0, s.throttled_until - now) or None,
                 "latency_per_token": s.latency_per_token,
             }
             if s.limiter is not None:
@@ -238,6 +292,8 @@ class Router:
         return count
 
     async def _admit(self, slot: _Slot, request: Request, progress: _Progress) -> _Admission:
+        if slot.throttled_until > self._clock():
+            raise _Refused
         ticket = slot.breaker.try_acquire()
         if ticket is None:
             raise _Refused
@@ -269,7 +325,7 @@ class Router:
                         model=slot.name,
                     )
         except BaseException:
-            slot.breaker.release(ticket)
+            self._release_ticket(slot, ticket)
             if reservation is not None and slot.limiter is not None:
                 slot.limiter.release(reservation)
             if acquired and slot.semaphore is not None:
@@ -277,6 +333,10 @@ class Router:
             raise
         slot.in_flight += 1
         return _Admission(slot, ticket, reservation, self._clock())
+
+    def _release_ticket(self, slot: _Slot, ticket: Ticket) -> None:
+        if slot.breaker.release(ticket):
+            self._notify()  # a probe slot is free: a waiting request may take it
 
     def _leave(self, adm: _Admission) -> None:
         adm.slot.in_flight -= 1
@@ -289,6 +349,11 @@ class Router:
         slot = adm.slot
         self._leave(adm)
         slot.breaker.record_success(adm.ticket)
+        slot.served = True
+        if slot.streaks:
+            slot.streaks.clear()
+        slot.out_kind = None
+        slot.out_strikes = 0
         latency = self._clock() - adm.started
         if slot.limiter is not None:
             if adm.reservation is not None:
@@ -314,50 +379,129 @@ class Router:
     def _abandoned(self, adm: _Admission) -> None:
         """The call ended with no verdict on the model (cancelled, closed early)."""
         self._leave(adm)
-        adm.slot.breaker.release(adm.ticket)
+        self._release_ticket(adm.slot, adm.ticket)
 
-    def _failed(
-        self, adm: _Admission, exc: ProviderError, attempt: int, progress: _Progress
-    ) -> float | None:
-        """Book a failure; return the delay before retrying this model, or None to move on.
-
-        Raises when the request must end here (a client error, or every key rejected).
-        """
+    def _book_failure(self, adm: _Admission, exc: ProviderError, kind: ErrorKind) -> None:
+        """Account for a failed call: breaker, limits, streaks, metrics (no decision)."""
         slot = adm.slot
         self._leave(adm)
         exc.model = exc.model or slot.name
-        progress.last_error = exc
+        slot.last_error = exc
         self._metrics.attempt_failed(slot.name, exc)
         if exc.provider_fault:
             slot.breaker.record_failure(adm.ticket, exc.retry_after)
         else:
-            slot.breaker.release(adm.ticket)
-        if slot.limiter is not None:
-            if isinstance(exc, RateLimitedError):
+            self._release_ticket(slot, adm.ticket)
+        limiter = slot.limiter
+        if limiter is not None:
+            if kind is ErrorKind.THROTTLED:
                 # with the reservation, 429s of calls sent before the last cut do not cut again
-                slot.limiter.on_rate_limited(adm.reservation)
+                limiter.on_rate_limited(adm.reservation)
+            if exc.headers:
+                limiter.update_from_headers(exc.headers)
             if adm.reservation is not None:
-                slot.limiter.release(adm.reservation)
-        if isinstance(exc, AuthenticationError):
-            if not slot.disabled:
-                slot.disabled = True
-                log.error("model_disabled", model=slot.name, reason=exc.message, status=exc.status)
-            if all(s.disabled for s in self._slots):
-                raise ConfigurationError(
-                    "every model rejected its API key or permissions "
-                    f"(last: {exc}); check ANTHROPIC_API_KEY / OPENAI_API_KEY or the api_key "
-                    "of each ModelSpec. Stopping instead of failing every input."
-                ) from exc
-            return None
-        if not exc.retryable:
-            raise exc
+                limiter.release(adm.reservation)
+        if (
+            kind is ErrorKind.THROTTLED
+            and exc.retry_after is not None
+            and exc.retry_after > self._retry.fallback_after
+        ):
+            # a long wait asked for: new requests go elsewhere until then
+            until = self._clock() + exc.retry_after
+            if until > slot.throttled_until:
+                slot.throttled_until = until
+                log.warning("model_throttled", model=slot.name, seconds=exc.retry_after)
+        if kind in STREAK_KINDS:
+            slot.streaks[kind] = slot.streaks.get(kind, 0) + 1
+
+    def _situation(
+        self,
+        slot: _Slot,
+        kind: ErrorKind,
+        exc: ProviderError,
+        tries: int,
+        progress: _Progress,
+        tried: Sequence[str],
+    ) -> tuple[Situation, float | None]:
+        """Where this failure leaves the request; with the retry delay when one applies."""
+        field = STREAK_KINDS.get(kind)
+        if field is not None and slot.streaks.get(kind, 0) >= getattr(self._config, field):
+            return Situation.REPEATED, None
         now = self._clock()
-        delay = self._retry.next_delay(attempt, exc, elapsed=now - progress.started)
-        if delay is None or now + delay > progress.deadline_at:
-            return None
-        if slot.breaker.state is BreakerState.OPEN:
-            return None
-        return delay
+        delay = self._retry.delay(tries, exc.retry_after, elapsed=now - progress.started)
+        if (
+            delay is None
+            or now + delay > progress.deadline_at
+            or slot.breaker.state is BreakerState.OPEN
+        ):
+            return Situation.NO_RETRY_HERE, None
+        if delay > self._retry.fallback_after and any(
+            other is not slot and other.name not in tried and other.available(now)
+            for other in self._slots
+        ):
+            return Situation.RETRY_LATER, delay
+        return Situation.RETRY_SOON, delay
+
+    def _take_out(self, slot: _Slot, ticket: Ticket, kind: ErrorKind, exc: ProviderError) -> None:
+        """The policy's COOLDOWN: open the deployment's breaker for the kind's cooldown."""
+        cfg = self._config
+        cooldown = cfg.long_cooldown if kind in _LONG_OUT else cfg.cooldown
+        if exc.retry_after is not None and math.isfinite(exc.retry_after):
+            cooldown = max(cooldown, exc.retry_after)
+        if not slot.breaker.trip(ticket, cooldown):
+            return  # already out (a concurrent call of the same wave got here first)
+        slot.out_strikes = slot.out_strikes + 1 if slot.out_kind is kind else 1
+        slot.out_kind = kind
+        log.error(
+            "model_out_of_rotation",
+            model=slot.name,
+            reason=_OUT_REASONS.get(kind, str(kind)),
+            cooldown=cooldown,
+            error=exc.message,
+            status=exc.status,
+        )
+
+    def _stop_error(self, exc: ProviderError) -> ConfigurationError:
+        lines = [
+            f"{s.name}: {_OUT_REASONS.get(s.out_kind, 'out') if s.out_kind else 'out'}"
+            + (f" ({s.last_error})" if s.last_error is not None else "")
+            for s in self._slots
+        ]
+        return ConfigurationError(
+            "no model can serve this job: "
+            + "; ".join(lines)
+            + ". Check the API keys (ANTHROPIC_API_KEY / OPENAI_API_KEY or ModelSpec(api_key=)), "
+            "billing, model names and base URLs. Stopping instead of failing every input."
+        )
+
+    def _after_failure(
+        self,
+        adm: _Admission,
+        exc: ProviderError,
+        tries: int,
+        progress: _Progress,
+        tried: Sequence[str],
+    ) -> float | None:
+        """Settle a failed call by the failure policy: the delay before retrying this
+        deployment, or None to move on to the next. Raises when the input (FAIL_INPUT)
+        or the job (STOP_JOB) must end here."""
+        slot = adm.slot
+        kind = classify(exc)
+        self._book_failure(adm, exc, kind)
+        progress.last_error = exc
+        situation, delay = self._situation(slot, kind, exc, tries, progress, tried)
+        outcome = decide(kind, situation)
+        if outcome is Outcome.COOLDOWN:
+            self._take_out(slot, adm.ticket, kind, exc)
+            if all(s.rejected() for s in self._slots):
+                outcome = decide(kind, Situation.EVERY_DEPLOYMENT)
+        if outcome is Outcome.RETRY:
+            return delay
+        if outcome is Outcome.FAIL_INPUT:
+            raise exc
+        if outcome is Outcome.STOP_JOB:
+            raise self._stop_error(exc) from exc
+        return None  # FALLBACK, or COOLDOWN then fall back
 
     def _with_deadline(self, slot: _Slot, request: Request, progress: _Progress) -> Request:
         """Shrink the per-call timeout when the request deadline is closer."""
@@ -371,24 +515,79 @@ class Router:
             return request.with_timeout(remaining)
         return request
 
-    async def _wait_for_reopen(self, progress: _Progress) -> bool:
-        """Sleep until the earliest breaker admits probes; False if past the deadline."""
-        reopen = [
-            t for s in self._slots if not s.disabled and (t := s.breaker.reopens_at()) is not None
-        ]
-        if not reopen:
+    def _eligible(self, slot: _Slot, spent: dict[str, tuple[int, bool]], now: float) -> bool:
+        """Whether the request may try ``slot`` (again): never tried, or given up on
+        while it was unavailable and something has changed since."""
+        given_up = spent.get(slot.name)
+        if given_up is None:
+            return True
+        epoch, was_unavailable = given_up
+        return slot.breaker.epoch != epoch or (was_unavailable and slot.available(now))
+
+    async def _wait_for_a_deployment(
+        self, progress: _Progress, spent: dict[str, tuple[int, bool]]
+    ) -> bool:
+        """Wait until some deployment may take the request: woken by any breaker change
+        (a probe's verdict) or at the earliest reopening, plus jitter. False when none
+        can before the request's deadline."""
+        now = self._clock()
+        if now >= progress.deadline_at:
             return False
-        wake = min(reopen)
-        if wake > progress.deadline_at:
+        wake = math.inf
+        probing = False
+        for slot in self._slots:
+            if slot.available(now):
+                if self._eligible(slot, spent, now):
+                    return True  # freed while we walked the list: go again now
+                continue  # tried and given up on, and nothing changed: no use waiting
+            if slot.throttled_until > now:
+                wake = min(wake, slot.throttled_until)
+            reopen = slot.breaker.reopens_at()
+            if reopen is not None:
+                wake = min(wake, max(reopen, slot.throttled_until))
+            elif slot.breaker.probing:
+                probing = True  # its probe's verdict will wake us
+        if not probing and wake > progress.deadline_at:
             return False
-        await self._sleep(max(0.0, wake - self._clock()))
+        seconds = min(wake, progress.deadline_at) - now
+        if wake <= progress.deadline_at:
+            seconds += self._rng.uniform(0.0, min(_MAX_JITTER, 0.1 * seconds))
+        await self._wait_changed(max(0.0, seconds))
         return True
 
+    async def _wait_changed(self, seconds: float) -> None:
+        """Sleep ``seconds`` (on the router's clock), or less if a breaker changes."""
+        changed = self._changed
+        async with anyio.create_task_group() as tg:
+
+            async def timer() -> None:
+                await self._sleep(seconds)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(timer)
+            await changed.wait()
+            tg.cancel_scope.cancel()
+
     def _give_up(self, routed: Routed, progress: _Progress) -> ProviderError:
-        error = progress.last_error or NoModelAvailableError(
-            "every model's circuit breaker is open and none reopens before the request "
-            "deadline; raise Synth(deadline=...) or add a fallback model"
-        )
+        error = progress.last_error
+        if error is None:
+            now = self._clock()
+            states = []
+            for s in self._slots:
+                reopen = s.breaker.reopens_at()
+                state = s.breaker.state.value
+                if s.out_kind is not None:
+                    state += f" ({_OUT_REASONS.get(s.out_kind, s.out_kind)})"
+                if reopen is not None:
+                    state += f", reopens in {max(0.0, reopen - now):.0f} s"
+                if s.throttled_until > now:
+                    state += f", throttled for {s.throttled_until - now:.0f} s"
+                states.append(f"{s.name}: {state}")
+            error = NoModelAvailableError(
+                "no model could take the request before its deadline ("
+                + "; ".join(states)
+                + "); raise Synth(deadline=...) or add a fallback model"
+            )
         error.attempts = routed.attempts
         return error
 
@@ -404,30 +603,36 @@ class Router:
         ``attempt`` returns; the caller settles the returned admission."""
         progress = _Progress(self._clock(), self._deadline)
         fallbacks: list[str] = []
+        #: deployments given up on: (breaker epoch, was it unavailable) at that moment
+        spent: dict[str, tuple[int, bool]] = {}
         while True:
-            refused = False
             for index in self._strategy(self._slots):
                 slot = self._slots[index]
-                if slot.disabled:
+                if not self._eligible(slot, spent, self._clock()):
                     continue
                 tries = 0
                 while True:
                     try:
-                        call = self._with_deadline(slot, request, progress)
                         adm = await self._admit(slot, request, progress)
                     except _Refused:
-                        refused = True
                         self._metrics.breaker_rejections += 1
                         break
+                    try:
+                        # after admission: time spent waiting for limits counts too
+                        call = self._with_deadline(slot, request, progress)
+                    except BaseException:
+                        self._abandoned(adm)
+                        raise
                     tries += 1
                     routed.attempts += 1
                     try:
                         value = await attempt(slot, call)
                     except ProviderError as exc:
                         try:
-                            delay = self._failed(adm, exc, tries, progress)
-                        except BaseException:
-                            exc.attempts = routed.attempts
+                            delay = self._after_failure(adm, exc, tries, progress, fallbacks)
+                        except BaseException as final:
+                            if isinstance(final, ProviderError):
+                                final.attempts = routed.attempts
                             routed.fallbacks = tuple(fallbacks)
                             raise
                         if delay is None:
@@ -444,8 +649,10 @@ class Router:
                     routed.fallbacks = tuple(fallbacks)
                     return adm, value
                 if tries:
-                    fallbacks.append(slot.name)
-            if not (refused and await self._wait_for_reopen(progress)):
+                    if slot.name not in fallbacks:
+                        fallbacks.append(slot.name)
+                    spent[slot.name] = (slot.breaker.epoch, not slot.available(self._clock()))
+            if not await self._wait_for_a_deployment(progress, spent):
                 routed.fallbacks = tuple(fallbacks)
                 raise self._give_up(routed, progress)
 
@@ -504,9 +711,8 @@ class Router:
         except ProviderError as exc:
             if not settled:
                 settled = True
-                with contextlib.suppress(ProviderError):
-                    # book the failure (breaker, limits); text was delivered: no retry
-                    self._failed(adm, exc, 1, _Progress(self._clock(), None))
+                # book the failure (breaker, limits); text was delivered: no retry
+                self._book_failure(adm, exc, classify(exc))
             exc.attempts = routed.attempts
             raise
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -14,9 +15,15 @@ from agentic_synth import (
     BadRequestError,
     ConfigurationError,
     ModelSpec,
+    NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
+    PoolTimeoutError,
+    QuotaExceededError,
     RateLimitedError,
+    RedirectError,
     ServerError,
+    UnreachableError,
 )
 from agentic_synth._exceptions import ProviderError
 from agentic_synth._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
@@ -42,6 +49,38 @@ class Clock:
         self.slept.append(seconds)
         self.now += seconds
         await anyio.lowlevel.checkpoint()
+
+
+class ManualClock:
+    """A clock that only moves when the test says so; sleepers wake when it passes them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+        self._sleepers: list[tuple[float, anyio.Event]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if seconds <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        entry = (self.now + seconds, anyio.Event())
+        self._sleepers.append(entry)
+        try:
+            await entry[1].wait()
+        finally:
+            self._sleepers.remove(entry)
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for target, event in list(self._sleepers):
+            if target <= self.now:
+                event.set()
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
 
 
 class Scripted:
@@ -104,6 +143,7 @@ def make_router(
         deadline=deadline,
         clock=clock,
         sleep=clock.sleep,
+        rng=random.Random(7),
     )
     return router, metrics
 
@@ -153,18 +193,210 @@ async def test_client_errors_fail_at_once_and_never_open_breaker(status: int) ->
     assert router.breaker_state("sim:a") is BreakerState.CLOSED
 
 
-async def test_auth_failure_on_one_model_falls_back_and_on_all_stops() -> None:
+async def test_a_few_auth_failures_fail_their_inputs_only() -> None:
+    """One 403 is a blocked prompt, not a dead key: that input fails, nothing else."""
     clock = Clock()
-    p = Scripted({"a": [AuthenticationError("no", status=401)]})
+    p = Scripted({"a": ["ok", PermissionDeniedError("blocked", status=403), "ok"]})
+    router, _ = make_router(p, ["a", "b"], clock)
+    assert (await router.complete(REQ)).model == "sim:a"
+    with pytest.raises(PermissionDeniedError) as info:
+        await router.complete(REQ)
+    assert info.value.attempts == 1
+    assert (await router.complete(REQ)).model == "sim:a"  # still in rotation
+    assert p.calls == ["a", "a", "a"]
+    assert router.breaker_state("sim:a") is BreakerState.CLOSED
+
+
+async def test_repeated_auth_failures_take_a_deployment_out_for_a_cooldown() -> None:
+    clock = Clock()
+    bad = [AuthenticationError("invalid x-api-key", status=401)] * 3
+    p = Scripted({"a": ["ok", *bad]})
+    router, _ = make_router(p, ["a", "b"], clock, breaker=BreakerConfig(cooldown=60.0))
+    await router.complete(REQ)
+    for _ in range(2):  # below auth_failures=3: those inputs fail, a stays in
+        with pytest.raises(AuthenticationError):
+            await router.complete(REQ)
+    # the third in a row takes a out; this request falls back to b
+    routed = await router.complete(REQ)
+    assert (routed.model, routed.fallbacks) == ("sim:b", ("sim:a",))
+    assert router.breaker_state("sim:a") is BreakerState.OPEN
+    assert (await router.complete(REQ)).model == "sim:b"  # a is out of rotation
+    clock.now += 60.0  # ...for the cooldown only: the probe brings it back
+    assert (await router.complete(REQ)).model == "sim:a"
+    assert router.breaker_state("sim:a") is BreakerState.CLOSED
+
+
+async def test_every_key_rejected_stops_the_job() -> None:
+    clock = Clock()
+    p = Scripted({}, default=AuthenticationError("forbidden", status=401))
+    router, _ = make_router(p, ["a", "b"], clock)
+    failed_inputs = 0
+    with pytest.raises(ConfigurationError, match="API key was rejected") as info:
+        for _ in range(100):
+            try:
+                await router.complete(REQ)
+            except AuthenticationError:
+                failed_inputs += 1
+    assert "sim:a" in str(info.value) and "sim:b" in str(info.value)
+    assert len(p.calls) <= 2 * 3  # auth_failures per deployment, then stop
+    assert failed_inputs < 6
+
+
+async def test_quota_exhausted_deployment_leaves_rotation_and_requests_fall_back() -> None:
+    clock = Clock()
+    p = Scripted({}, default="ok")
+    p.scripts["a"] = deque([QuotaExceededError("insufficient_quota", status=429)] * 10)
+    router, _ = make_router(p, ["a", "b"], clock, breaker=BreakerConfig(long_cooldown=600.0))
+    for _ in range(50):
+        assert (await router.complete(REQ)).model == "sim:b"
+    assert p.calls.count("a") == 1  # one answer was enough: no retry, no second request
+    assert router.breaker_state("sim:a") is BreakerState.OPEN
+    clock.now += 599.0
+    assert router.breaker_state("sim:a") is BreakerState.OPEN  # a long cooldown
+
+
+async def test_quota_exhausted_on_the_only_deployment_stops_the_job() -> None:
+    clock = Clock()
+    p = Scripted({}, default=QuotaExceededError("credit balance is too low", status=400))
+    router, _ = make_router(p, ["a"], clock)
+    with pytest.raises(ConfigurationError, match="out of credit or quota"):
+        await router.complete(REQ)
+    assert p.calls == ["a"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NotFoundError("model: nope", status=404),
+        RedirectError("moved", status=301, location="https://elsewhere/v1"),
+    ],
+)
+async def test_wrong_model_or_url_falls_back_and_alone_stops(error: Exception) -> None:
+    clock = Clock()
+    p = Scripted({"a": [error] * 5})
     router, _ = make_router(p, ["a", "b"], clock)
     assert (await router.complete(REQ)).model == "sim:b"
-    assert (await router.complete(REQ)).model == "sim:b"  # a is out of rotation
+    assert (await router.complete(REQ)).model == "sim:b"
     assert p.calls == ["a", "b", "b"]
+    p2 = Scripted({}, default=error)
+    alone, _ = make_router(p2, ["a"], clock)
+    with pytest.raises(ConfigurationError, match="no model can serve"):
+        await alone.complete(REQ)
 
-    p2 = Scripted({}, default=AuthenticationError("forbidden", status=403))
-    router2, _ = make_router(p2, ["a", "b"], clock)
-    with pytest.raises(ConfigurationError, match="every model rejected"):
-        await router2.complete(REQ)
+
+async def test_should_retry_false_falls_back_instead_of_retrying() -> None:
+    clock = Clock()
+    no_retry = ServerError("busy", status=503)
+    no_retry.should_retry = False
+    p = Scripted({"a": [no_retry]})
+    router, _ = make_router(p, ["a", "b"], clock)
+    routed = await router.complete(REQ)
+    assert (routed.model, p.calls) == ("sim:b", ["a", "b"])
+    assert clock.slept == []  # no backoff spent on a
+    p2 = Scripted({"a": [no_retry]})
+    alone, _ = make_router(p2, ["a"], clock)
+    with pytest.raises(ServerError):
+        await alone.complete(REQ)
+    assert p2.calls == ["a"]
+
+
+async def test_long_retry_after_goes_to_an_idle_fallback_instead_of_sleeping() -> None:
+    clock = Clock()
+    p = Scripted({"a": [RateLimitedError("slow down", status=429, retry_after=60.0)]})
+    router, _ = make_router(p, ["a", "b"], clock)
+    assert (await router.complete(REQ)).model == "sim:b"
+    assert clock.slept == []  # did not sleep the 60 s on a
+    assert (await router.complete(REQ)).model == "sim:b"  # a is throttled: not even tried
+    assert p.calls == ["a", "b", "b"]
+    clock.now += 61.0
+    assert (await router.complete(REQ)).model == "sim:a"
+    # with nowhere else to go, the request waits as the server asked
+    p2 = Scripted({"a": [RateLimitedError("slow down", status=429, retry_after=60.0)]})
+    alone, _ = make_router(p2, ["a"], clock)
+    assert (await alone.complete(REQ)).model == "sim:a"
+    assert clock.slept and clock.slept[-1] >= 60.0
+
+
+async def test_rate_limit_headers_on_error_responses_update_the_limiter() -> None:
+    clock = Clock()
+    throttled = RateLimitedError("slow", status=429, retry_after=0.0)
+    throttled.headers = {
+        "x-ratelimit-limit-requests": "30",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "2s",
+    }
+    p = Scripted({"a": [throttled]})
+    spec = ModelSpec("sim", "a", rpm=600)
+    router = Router(
+        [(spec, p)],  # type: ignore[list-item]
+        metrics=Metrics(clock),
+        retry=RetryPolicy(max_attempts=2, base=0.01, cap=0.01),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    await router.complete(REQ)
+    lanes = router._model_state()["sim:a"]["rate_limits"]["requests"]
+    assert lanes["limit"] == 30.0  # the server's limit, learnt from the 429's headers
+
+
+async def test_unreachable_host_stops_the_job_with_the_host_named() -> None:
+    clock = Clock()
+    down = UnreachableError(
+        "cannot connect to nohost.invalid:443: name not resolved", host="nohost.invalid"
+    )
+    p = Scripted({}, default=down)
+    router, _ = make_router(p, ["a"], clock)
+    with pytest.raises(ConfigurationError, match=r"nohost\.invalid") as info:
+        await router.complete(REQ)
+    assert "cannot be reached" in str(info.value)
+    assert len(p.calls) == 3  # unreachable_failures, then stop: no minutes of breaker cycles
+
+
+async def test_unreachable_after_serving_only_takes_the_deployment_out() -> None:
+    clock = Clock()
+    down = UnreachableError("cannot connect to gpu-box:8000: refused", host="gpu-box")
+    p = Scripted({"a": ["ok", down, down, down]})
+    router, _ = make_router(p, ["a", "b"], clock, retry=RetryPolicy(max_attempts=5))
+    await router.complete(REQ)
+    routed = await router.complete(REQ)  # a restarts: requests go to b meanwhile
+    assert routed.model == "sim:b"
+    assert router.breaker_state("sim:a") is BreakerState.OPEN
+
+
+async def test_pool_timeouts_are_retried_and_never_open_the_breaker() -> None:
+    clock = Clock()
+    busy = PoolTimeoutError("no free connection in time")
+    p = Scripted({"a": [busy, busy, "ok"]})
+    router, _ = make_router(p, ["a"], clock, breaker=BreakerConfig(failure_threshold=1))
+    assert (await router.complete(REQ)).model == "sim:a"
+    assert router.transitions == []
+
+
+async def test_the_deadline_covers_admission_and_the_call() -> None:
+    """The call's timeout is what is left of the deadline after waiting for the limits."""
+    clock = Clock()
+    seen: list[float | None] = []
+
+    class Recording(Scripted):
+        async def complete(self, model: str, request: Request) -> ProviderResponse:
+            seen.append(request.timeout)
+            return await super().complete(model, request)
+
+    spec = ModelSpec("sim", "a", rpm=1, timeout=600.0)
+    router = Router(
+        [(spec, Recording({}))],  # type: ignore[list-item]
+        metrics=Metrics(clock),
+        deadline=100.0,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    await router.complete(REQ)  # takes the one request of the minute
+    start = clock.now
+    await router.complete(REQ)  # waits ~60 s for the bucket
+    waited = clock.now - start
+    assert waited >= 59.0
+    assert seen[0] == pytest.approx(100.0)
+    assert seen[1] is not None and seen[1] <= 100.0 - waited + 1e-6
 
 
 async def test_breaker_opens_half_opens_and_closes_on_the_clock() -> None:
@@ -229,12 +461,11 @@ async def test_all_open_waits_for_earliest_reopen() -> None:
         retry=RetryPolicy(max_attempts=1),
         breaker=BreakerConfig(failure_threshold=1, cooldown=30.0),
     )
-    with pytest.raises(ServerError):
-        await router.complete(REQ)  # both fail once -> both open
     start = clock.now
-    routed = await router.complete(REQ)  # waits for a reopen, then the probe succeeds
-    assert routed.model in ("sim:a", "sim:b")
-    assert clock.now - start == pytest.approx(30.0, abs=0.01)
+    # both fail once -> both open; the request waits for a reopening, then the probe succeeds
+    routed = await router.complete(REQ)
+    assert routed.model in ("sim:a", "sim:b") and routed.attempts == 3
+    assert 30.0 <= clock.now - start <= 30.5  # the reopening, plus a little jitter
 
 
 async def test_all_open_past_deadline_gives_up() -> None:
@@ -250,8 +481,9 @@ async def test_all_open_past_deadline_gives_up() -> None:
     )
     with pytest.raises(ServerError):
         await router.complete(REQ)
-    with pytest.raises(NoModelAvailableError, match="breaker is open"):
+    with pytest.raises(NoModelAvailableError, match="before its deadline") as info:
         await router.complete(REQ)
+    assert "sim:a: open" in str(info.value) and "reopens in" in str(info.value)
 
 
 async def test_half_open_admits_exactly_the_probes_under_concurrency() -> None:
@@ -315,20 +547,119 @@ async def test_stream_falls_back_before_first_token_and_raises_after() -> None:
     assert p2.calls == ["a"]
 
 
-@pytest.mark.parametrize("strategy", ["round_robin", "weighted", "least_busy", "least_latency"])
-async def test_strategies_spread_or_pick(strategy: str) -> None:
+@pytest.mark.parametrize("strategy", ["round_robin", "weighted"])
+async def test_spreading_strategies_use_every_model(strategy: str) -> None:
     clock = Clock()
     p = Scripted({})
     router, _ = make_router(p, ["a", "b", "c"], clock, strategy=strategy)
     for _ in range(60):
         await router.complete(REQ)
-    used = set(p.calls)
-    if strategy in ("round_robin", "weighted"):
-        assert used == {"a", "b", "c"}
-    else:
-        assert used  # least_busy with sequential calls keeps the first; latency explores
+    assert set(p.calls) == {"a", "b", "c"}
     if strategy == "round_robin":
         assert p.calls[:6] == ["a", "b", "c", "a", "b", "c"]
+
+
+async def test_least_busy_sends_each_request_to_the_model_with_fewest_in_flight() -> None:
+    clock = Clock()
+    gate = anyio.Event()
+
+    class Held(Scripted):
+        async def complete(self, model: str, request: Request) -> ProviderResponse:
+            self.calls.append(model)
+            await gate.wait()
+            return ProviderResponse("ok", "end_turn", Usage(1, 1))
+
+    p = Held({})
+    router, _ = make_router(p, ["a", "b", "c"], clock, strategy="least_busy")
+    async with anyio.create_task_group() as tg:
+        for _ in range(30):
+            tg.start_soon(router.complete, REQ)
+            await anyio.lowlevel.checkpoint()
+        assert sorted(p.calls.count(m) for m in "abc") == [10, 10, 10]
+        gate.set()
+
+
+async def test_least_latency_prefers_the_fastest_model_per_token() -> None:
+    clock = Clock()
+    seconds = {"a": 0.5, "b": 0.1, "c": 0.3}
+
+    class Timed(Scripted):
+        async def complete(self, model: str, request: Request) -> ProviderResponse:
+            self.calls.append(model)
+            clock.now += seconds[model]
+            await anyio.lowlevel.checkpoint()
+            return ProviderResponse("ok", "end_turn", Usage(1, 5))
+
+    p = Timed({})
+    router, _ = make_router(p, ["a", "b", "c"], clock, strategy="least_latency")
+    for _ in range(100):
+        await router.complete(REQ)
+    assert set(p.calls[:3]) == {"a", "b", "c"}  # each measured first
+    assert p.calls.count("b") >= 85  # then the fastest, but for ~5% exploration
+    assert p.calls[3:].count("a") >= 1 or p.calls[3:].count("c") >= 1  # exploration happened
+
+
+async def test_half_open_probe_holds_concurrent_requests_instead_of_failing_them() -> None:
+    """One model, 16 concurrent, the first 8 calls fail, cooldown 1 s: all 200 succeed.
+
+    Before: when the cooldown ended the first request took the probe and every
+    concurrent request failed at once with NoModelAvailableError (9 of 200 succeeded).
+    """
+    clock = ManualClock()
+    p = Scripted({"a": [ServerError("boom", status=500)] * 8})
+    router, metrics = make_router(
+        p,
+        ["a"],
+        clock,  # type: ignore[arg-type]
+        retry=RetryPolicy(max_attempts=4, base=0.1, cap=0.2),
+        breaker=BreakerConfig(cooldown=1.0),
+    )
+    outcomes: list[str] = []
+    limit = anyio.Semaphore(16)
+
+    async def one() -> None:
+        async with limit:
+            try:
+                outcomes.append((await router.complete(REQ)).model)
+            except ProviderError as exc:
+                outcomes.append(type(exc).__name__)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(one)
+        for _ in range(400):
+            if len(outcomes) == 200:
+                break
+            await clock.advance(0.05)
+    assert outcomes == ["sim:a"] * 200
+    assert router.breaker_state("sim:a") is BreakerState.CLOSED
+    assert metrics.breaker_rejections > 0  # requests did meet the open / probing breaker
+
+
+async def test_waiters_for_a_reopening_are_spread_by_jitter() -> None:
+    clock = ManualClock()
+    p = Scripted({"a": [ServerError("x", status=500)]})
+    router, _ = make_router(
+        p,
+        ["a"],
+        clock,  # type: ignore[arg-type]
+        retry=RetryPolicy(max_attempts=1),
+        breaker=BreakerConfig(failure_threshold=1, cooldown=30.0),
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(router.complete, REQ)  # fails: the breaker opens, it waits too
+        await clock.advance(0)
+        assert router.breaker_state("sim:a") is BreakerState.OPEN
+        for _ in range(19):
+            tg.start_soon(router.complete, REQ)
+        await clock.advance(0)
+        waits = list(clock.slept)
+        await clock.advance(30.0)
+        for _ in range(20):
+            await clock.advance(0.1)
+    assert len(waits) == 20
+    assert all(30.0 <= w <= 30.5 for w in waits)
+    assert len(set(waits)) == 20  # not one herd at the same instant
 
 
 def test_bad_router_config() -> None:
