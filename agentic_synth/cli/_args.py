@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import TYPE_CHECKING, NoReturn
-
-if TYPE_CHECKING:
-    from _typeshed import SupportsWrite
+from typing import NoReturn
 
 from .._exceptions import ConfigurationError
-from ._streams import silence_stdout
 
 __all__ = ["OneLineParser", "check_range"]
 
@@ -24,12 +20,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
-        try:  # `synth --help | head -1` closes the pipe early: stay quiet
-            super()._print_message(message, file)
-        except BrokenPipeError:
-            silence_stdout()
 
 
 def check_range(

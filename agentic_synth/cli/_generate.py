@@ -8,7 +8,7 @@ with ``--ordered``), so an interrupted run keeps everything that finished.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
+import textwrap
 from typing import Any
 
 import anyio
@@ -17,7 +17,7 @@ from .._exceptions import ConfigurationError
 from .._synth import Synth
 from ._args import check_range
 from ._common import add_generation_arguments, build_synth, run_async
-from ._inputs import PARAM_KEYS, FileSource, Input, Source, TemplateSource, feed
+from ._inputs import PARAM_KEYS, FileSource, Input, Source, TemplateSource
 from ._output import FLUSH_SECONDS, End, Output
 from ._records import ROW_HELP, result_line
 from ._summary import Summary
@@ -27,23 +27,33 @@ __all__ = ["add_parser"]
 _DEFAULT_TEMPLATE = "Write a short, realistic customer question about product #{i}."
 _DEFAULT_COUNT = 100
 
+_PARAMS_LINE = textwrap.fill(
+    "generation parameters for this input only (" + ", ".join(sorted(PARAM_KEYS)) + "),",
+    width=88,
+    initial_indent="      ",
+    subsequent_indent="      ",
+)
+
 _EPILOG = f"""\
-input (--input FILE, '-' for stdin), one input per line, read lazily:
-  {{"prompt": "...", ...}} or {{"messages": [{{"role": "user", "content": "..."}}], ...}}
-      a JSON object; generation parameters in it ({", ".join(sorted(PARAM_KEYS))})
-      apply to that input only, "id" and any other field are copied to its output row
+input (--input FILE, '-' for stdin): one input per line, read as the job goes
+  {{"prompt": "..."}} or {{"messages": [{{"role": "user", "content": "..."}}]}}, plus
+{_PARAMS_LINE}
+      plus "id" and any other field, which are copied to the input's output row
   "a JSON string", or [{{"role": ...}}, ...] (a list of message objects)
-  anything else: the line is the prompt (even if it starts with [ or ")
-  A line starting with {{ that is not a valid input object becomes that input's error
-  row (its message says FILE:LINE) and the job goes on; blank lines are skipped.
-  A line that is not UTF-8 stops reading there: what was read is finished, then exit 2.
+  anything else is a plain-text prompt, even if it starts with [ or "
+  A line starting with {{ that is not such an object becomes that input's error row
+  (its message names FILE:LINE) and the job goes on. Blank lines are skipped.
+  A line that is not UTF-8 stops reading: the inputs before it finish, then exit 2.
 
 {ROW_HELP}
 
-exit status: 0 done; 1 with --strict when an input failed; 2 a usage, input or
-output problem (nothing is overwritten unless a result was produced); 130 on
-Ctrl-C (everything finished is written, in order with --ordered); 141 when stdout
-is closed early (| head).
+The output file is replaced only once the job produces: at its first success (failures
+before it are held back, up to --concurrency of them), or when it ends. A job refused at
+the start or stopped on its own (every key rejected) leaves an existing file as it was.
+
+exit status: 0 done; 1 with --strict when an input failed; 2 a usage, input, model or
+output problem; 130 on Ctrl-C (everything finished is written, in index order with
+--ordered); 141 when the reader of stdout went away (| head).
 """
 
 
@@ -157,51 +167,49 @@ async def _generate(
     synth: Synth, source: Source, output: Output, ordered: bool, summary: Summary
 ) -> None:
     inputs: dict[int, Input] = {}  # by index, only while in flight: memory ~ concurrency
-
-    async def consume() -> None:
-        async with synth:
-            batch = synth.iter_batch(feed(source, inputs), ordered=ordered)
-            try:
-                async with batch:
-                    async for index, result in batch:
-                        line = result_line(index, inputs.pop(index, None), result)
-                        await output.write(line, result.ok)
-                        summary.add(result.ok)
-            finally:
-                # stopped early in input order: results that finished behind a slower
-                # input are still written, in index order, after the in-order prefix
-                for index, result in batch.leftovers():
-                    output.add(result_line(index, inputs.pop(index, None), result), result.ok)
-                    summary.add(result.ok)
-
-    end = End.STOPPED  # interrupted, unless it gets to the end below
+    batch = None
+    end = End.STOPPED  # interrupted, unless it gets to the end
     try:
-        await _with_flusher(consume, output)
+        async with synth, anyio.create_task_group() as tg:
+            # a slow trickle of results still reaches the output every FLUSH_SECONDS
+            tg.start_soon(output.flush_every, FLUSH_SECONDS)
+            batch = synth.iter_batch(source.feed(inputs), ordered=ordered)
+            async with batch:
+                async for index, result in batch:
+                    ok = result.ok
+                    if output.add(result_line(index, inputs.pop(index, None), result), ok):
+                        await output.flush()
+                    summary.add(ok)
+            tg.cancel_scope.cancel()
         end = End.COMPLETE if source.error is None else End.STOPPED
+    except BaseExceptionGroup as group:  # the flusher's task group wraps what it stops on
+        error = _single(group)
+        if isinstance(error, Exception):
+            end = End.FAILED
+        raise error from None
     except Exception:
         end = End.FAILED
         raise
     finally:
+        if batch is not None:
+            # stopped early in input order: results that finished behind a slower
+            # input are still written, in index order, after the in-order prefix
+            for index, result in batch.leftovers():
+                output.add(result_line(index, inputs.pop(index, None), result), result.ok)
+                summary.add(result.ok)
         source.stop()
         output.close(end)
 
 
-async def _with_flusher(body: Callable[[], Awaitable[None]], output: Output) -> None:
-    """Run ``body`` while a task flushes a slow trickle of results at least every
-    FLUSH_SECONDS; whichever fails first stops the other and its error is raised
-    as is (not wrapped in an exception group)."""
-    failure: list[Exception] = []
-
-    async def guarded(fn: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
-        try:
-            await fn()
-        except Exception as exc:
-            failure.append(exc)
-        finally:
-            scope.cancel()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(guarded, lambda: output.flush_every(FLUSH_SECONDS), tg.cancel_scope)
-        await guarded(body, tg.cancel_scope)
-    if failure:
-        raise failure[0]
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error that stopped the job (the rest are the cancellations it caused)."""
+    cancelled = anyio.get_cancelled_exc_class()
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        elif not isinstance(exc, cancelled):
+            leaves.append(exc)
+    return leaves[0] if leaves else group

@@ -18,7 +18,7 @@ import json
 import os
 import select
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import anyio
@@ -26,7 +26,7 @@ import anyio
 from .._exceptions import ConfigurationError, InvalidRequestError
 from .._request import GenerationParams
 
-__all__ = ["FileSource", "Input", "Source", "TemplateSource", "feed", "parse_line"]
+__all__ = ["PARAM_KEYS", "FileSource", "Input", "Source", "TemplateSource", "parse_line"]
 
 #: Keys of a JSON input the engine takes; every other key is carried to the output row.
 PARAM_KEYS = frozenset(f.name for f in dataclasses.fields(GenerationParams))
@@ -98,12 +98,16 @@ def _object_input(text: str, name: str, lineno: int) -> Input:
 
 
 class Source(Protocol):
-    """Inputs in batches; ``None`` at the end."""
+    """Where inputs come from; ``feed`` is what the engine iterates over."""
 
     #: Why reading stopped early (a line that is not UTF-8, a read error), if it did.
     error: str | None
 
-    async def next_batch(self) -> list[Input] | None: ...
+    def feed(self, inputs: dict[int, Input]) -> Iterable[Any] | AsyncIterable[Any]:
+        """The engine's inputs. Each is registered in ``inputs`` under the index the
+        engine gives it (inputs are numbered in the order they are pulled) so its row
+        can echo it; the caller removes the entry when the row is written."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -116,19 +120,21 @@ class TemplateSource:
     def __init__(self, template: str, count: int) -> None:
         self._template = template
         self._count = count
-        self._next = 0
+        self._stopped = False
 
-    async def next_batch(self) -> list[Input] | None:
-        start, stop = self._next, min(self._next + 512, self._count)
-        if start >= stop:
-            return None
-        self._next = stop
+    def feed(self, inputs: dict[int, Input]) -> Iterator[str]:
+        """A plain generator: nothing here can block, and the engine pulls from a
+        synchronous iterator more cheaply than from an asynchronous one."""
         template = self._template
-        prompts = [template.replace("{i}", str(i)) for i in range(start, stop)]
-        return [Input(p, prompt=p) for p in prompts]
+        for i in range(self._count):
+            if self._stopped:
+                return
+            prompt = template.replace("{i}", str(i))
+            inputs[i] = Input(prompt, prompt=prompt)
+            yield prompt
 
     def stop(self) -> None:
-        self._count = self._next
+        self._stopped = True
 
 
 class FileSource:
@@ -173,11 +179,17 @@ class FileSource:
         st = os.fstat(self._fd)
         return st.st_dev, st.st_ino
 
-    async def next_batch(self) -> list[Input] | None:
-        if self._done:
-            return None
-        # abandon_on_cancel: Ctrl-C must not wait for a pipe that has nothing to say
-        return await anyio.to_thread.run_sync(self._read_batch, abandon_on_cancel=True)
+    async def feed(self, inputs: dict[int, Input]) -> AsyncIterator[Any]:
+        index = 0
+        while not self._done:
+            # abandon_on_cancel: Ctrl-C must not wait for a pipe that has nothing to say
+            batch = await anyio.to_thread.run_sync(self._read_batch, abandon_on_cancel=True)
+            if batch is None:
+                return
+            for item in batch:
+                inputs[index] = item
+                index += 1
+                yield item.value
 
     def stop(self) -> None:
         """Stop reading (a worker thread waiting on a pipe notices within _POLL seconds)."""
@@ -223,8 +235,9 @@ class FileSource:
                 return None
             return os.read(self._fd, _CHUNK)
         except OSError as exc:
-            self.error = f"cannot read {self.name} after line {self._lineno}: {exc.strerror}"
-            self._done = True
+            if not self._done:  # not the descriptor closed under a reader told to stop
+                self.error = f"cannot read {self.name} after line {self._lineno}: {exc.strerror}"
+                self._done = True
             return None
 
     def _parse(self, lines: list[bytes], add: Callable[[Input], None]) -> None:
@@ -247,15 +260,3 @@ class FileSource:
                 return
             if text and not text.isspace():
                 add(parse_line(text, name, self._lineno))
-
-
-async def feed(source: Source, inputs: dict[int, Input]) -> AsyncIterator[Any]:
-    """The engine's input iterator: registers each input under the index the engine
-    gives it (inputs are numbered in the order they are pulled), so its row can echo
-    it; the caller removes the entry when the row is written."""
-    index = 0
-    while (batch := await source.next_batch()) is not None:
-        for item in batch:
-            inputs[index] = item
-            index += 1
-            yield item.value

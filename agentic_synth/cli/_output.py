@@ -107,10 +107,6 @@ class Output:
             self._size += sum(map(len, self._held))
         self._held = None
 
-    async def write(self, line: bytes, ok: bool = True) -> None:
-        if self.add(line, ok):
-            await self.flush()
-
     async def flush(self) -> None:
         """Write what is buffered from a worker thread (a write, once started, finishes)."""
         async with self._lock:  # the buffer is taken inside the lock: flushes stay in order

@@ -160,3 +160,11 @@ def test_a_slow_stdin_does_not_hold_up_requests(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+
+
+def test_help_documents_the_input_lines_and_every_row_key(synth: Runner) -> None:
+    proc = synth("generate", "--help")
+    assert proc.returncode == 0
+    text = proc.stdout
+    assert all(key in text for key in RESULT_KEYS)
+    assert "blank lines are not inputs" in text and "input_<name>" in text
