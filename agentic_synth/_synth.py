@@ -136,6 +136,16 @@ class Synth:
                 "remove the repeat"
             )
         make_strategy(strategy)  # fail on a bad name here, not on first use
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be a RetryPolicy(...), got {type(retry).__name__}; "
+                "e.g. retry=RetryPolicy(max_attempts=4)"
+            )
+        if breaker is not None and not isinstance(breaker, BreakerConfig):
+            raise ConfigurationError(
+                f"breaker must be a BreakerConfig(...), got {type(breaker).__name__}; "
+                "e.g. breaker=BreakerConfig(cooldown=30)"
+            )
         if deadline is not None and not (deadline > 0 and math.isfinite(deadline)):
             raise ConfigurationError(
                 f"deadline must be a positive number of seconds or None, got {deadline!r}"
@@ -555,7 +565,9 @@ class BatchStream:
         self._finished = False
         self._feed = feed
         self._in_order: InOrder[Result] | None = (
-            InOrder(feed, send.send, window=4 * concurrency) if ordered else None
+            InOrder(feed, lambda i, r: send.send((i, r)), window=4 * concurrency)
+            if ordered
+            else None
         )
         tg.start_soon(_run_batch, self._state, send, feed, process, concurrency, self._in_order)
 

@@ -273,3 +273,86 @@ async def test_errors_raised_in_the_block_come_out_unwrapped() -> None:
         async with Synth([sim()]) as synth:
             async for _ in synth.iter_batch(["a", "b"]):
                 raise KeyError("in the loop")
+
+
+async def test_iter_batch_in_input_order_keeps_a_bounded_lookahead() -> None:
+    pulled = 0
+
+    def prompts() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(400):
+            pulled += 1
+            yield f"question {i}"
+
+    seen: list[int] = []
+    ahead = 0
+    async with Synth([sim(latency="uniform:0,0.004", seed=3)], max_concurrency=8) as synth:
+        async with synth.iter_batch(prompts(), ordered=True, max_tokens=4) as results:
+            async for index, result in results:
+                assert result.index == index
+                seen.append(index)
+                ahead = max(ahead, pulled - len(seen))
+    assert seen == list(range(400))
+    assert ahead <= 4 * 8 + 8  # the re-order window plus what is in flight
+
+
+async def test_ordered_batch_stopped_early_hands_back_what_finished() -> None:
+    async with Synth([sim()], max_concurrency=4) as synth:
+        stream = synth.iter_batch((f"p{i}" for i in range(50)), ordered=True, max_tokens=4)
+        async with stream:
+            async for index, _ in stream:
+                if index == 3:
+                    break
+        leftovers = stream.leftovers()
+    assert [i for i, _ in leftovers] == sorted(i for i, _ in leftovers)
+    assert all(i > 3 for i, _ in leftovers)
+
+
+async def test_iter_batch_read_after_its_synth_closed_raises() -> None:
+    synth = Synth([sim(latency=0.001)], max_concurrency=4)
+    async with synth:
+        stream = synth.iter_batch([f"p{i}" for i in range(1000)], max_tokens=4)
+    got = 0
+    with pytest.raises(SynthError, match="Synth was closed"):
+        async for _ in stream:
+            got += 1
+    assert got < 1000  # ended short, and said so
+
+
+async def test_a_failing_enter_leaves_nothing_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentic_synth._synth as synth_module
+
+    closed: list[str] = []
+
+    class Recording:
+        name = "sim"
+
+        async def aclose(self) -> None:
+            closed.append("closed")
+
+    def broken_router(*args: object, **kwargs: object) -> None:
+        raise ConfigurationError("router cannot be built")
+
+    monkeypatch.setattr(synth_module, "create_provider", lambda spec, **kw: Recording())
+    monkeypatch.setattr(synth_module, "Router", broken_router)
+    synth = Synth([sim("a"), sim("b")])
+    with pytest.raises(ConfigurationError, match="router cannot be built"):
+        async with synth:
+            pass
+    assert closed == ["closed", "closed"]  # every provider built was closed again
+    assert synth._tg is None and synth._router is None
+    with pytest.raises(SynthError, match="not open"):
+        await synth.generate("x")
+
+
+def test_bad_routing_settings_fail_at_construction() -> None:
+    with pytest.raises(ConfigurationError, match="half_open_probes"):
+        BreakerConfig(half_open_probes=0)
+    with pytest.raises(ConfigurationError, match="cooldown"):
+        BreakerConfig(cooldown=-1)
+    with pytest.raises(ConfigurationError, match="max_in_flight"):
+        ModelSpec("sim", "a", max_in_flight=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="BreakerConfig"):
+        Synth([sim()], breaker={"cooldown": 1})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="RetryPolicy"):
+        Synth([sim()], retry=3)  # type: ignore[arg-type]
