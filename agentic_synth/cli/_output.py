@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import os
 import stat
+import sys
 import time
 
 import anyio
@@ -30,6 +31,7 @@ __all__ = ["FLUSH_SECONDS", "End", "Output"]
 #: Bytes buffered before a flush; a flush also happens at least every FLUSH_SECONDS.
 _FLUSH_BYTES = 1 << 16
 FLUSH_SECONDS = 1.0
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)  # not on Windows
 
 
 class End(enum.Enum):
@@ -66,6 +68,8 @@ class Output:
         cannot be written; changes nothing in an existing file. Up to ``hold``
         failure lines before the first success are held back (see the module doc)."""
         if target == "-":
+            if sys.stdout is None:  # Python found no descriptor 1 at startup
+                raise ConfigurationError(f"{flag} -: stdout is closed; pass {flag} FILE")
             return cls(1, "<stdout>", path=None, created=False, hold=hold)
         if os.path.isdir(target):
             raise ConfigurationError(f"{flag} {target} is a directory; name a file in it")
@@ -76,7 +80,7 @@ class Output:
             )
         existed = os.path.lexists(target)
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o666)
         except OSError as exc:
             raise ConfigurationError(f"cannot write {flag} {target}: {os_reason(exc)}") from None
         return cls(fd, target, path=target, created=not existed, hold=hold)

@@ -193,3 +193,18 @@ def test_mock_server_refuses_bad_arguments(synth: Runner, args: list[str], expec
     proc = synth("mock-server", *args)
     assert proc.returncode == 2
     assert expected in one_line_error(proc.stderr)
+
+
+def test_a_closed_stdout_is_refused_before_any_request(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*SYNTH, "generate", "-n", "3"],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        preexec_fn=lambda: os.close(1),
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--output -: stdout is closed; pass --output FILE" in one_line_error(proc.stderr)
