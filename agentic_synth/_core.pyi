@@ -140,6 +140,10 @@ class SimilarityIndex:
     def insert_if_new_many(self, texts: Iterable[str]) -> list[int | None]:
         """``insert_if_new`` for each text in order (later texts see earlier ones)."""
 
+    def claim(self, text: str) -> tuple[int, int | None]:
+        """``insert_if_new`` that also returns the position ``text`` took, atomically:
+        ``(position, None)`` if stored, ``(position, earlier)`` if a near-duplicate."""
+
     def remove(self, position: int) -> bool:
         """Forget the text stored at ``position``; False if there is none."""
 

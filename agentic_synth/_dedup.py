@@ -7,13 +7,20 @@ cost nothing). Output dedup: a completion too close to an earlier one is flagged
 counted. Both use the compiled similarity index, one per batch unless the caller
 passes an index of their own to share across batches.
 
-Memory: prompt dedup keeps the result of every distinct prompt of the batch until
-the batch ends (a later duplicate may need it), on top of the index itself.
+Memory: the index holds every distinct text (that is its job). Beside it this
+module keeps 8 bytes per checked text (which input took which index position),
+the results of originals still in flight, and the last ``retain`` finished
+originals' results. A duplicate of an original whose result is no longer kept is
+sent after all (``dedup_prompts_resent``): a near-duplicate prompt costs one call
+rather than unbounded memory. A failed (or cancelled) original gives its claim
+back, so a shared index never blocks a prompt that never got an answer.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from array import array
+from collections import OrderedDict
+from typing import Literal, Protocol, cast
 
 import anyio
 
@@ -33,18 +40,63 @@ __all__ = [
 
 DedupAction = Literal["flag", "drop"]
 
-# Duplicates of texts that no input of this batch owns (a shared index) are encoded
-# as _EARLIER_BATCH - position: always negative, never a batch index.
-_EARLIER_BATCH = -1
-
 
 class NearDuplicateIndex(Protocol):
     """The streaming dedup primitive (``agentic_synth.similarity`` provides it)."""
 
     def insert_if_new(self, text: str) -> int | None: ...
 
+    def remove(self, position: int) -> bool: ...
+
     @property
     def next_position(self) -> int: ...
+
+
+def _claim(index: NearDuplicateIndex, text: str) -> tuple[int, int | None]:
+    """``(position taken, earlier near-duplicate or None)``, atomically when the index
+    can (the compiled one can: another thread sharing it never sees our position)."""
+    claim = getattr(index, "claim", None)
+    if claim is not None:
+        position, earlier = claim(text)
+        return int(position), earlier
+    position = index.next_position
+    return position, index.insert_if_new(text)
+
+
+class _Owners:
+    """Index position -> batch index of the input that took it: 8 bytes a position."""
+
+    __slots__ = ("_base", "_owners")
+
+    def __init__(self, base: int) -> None:
+        self._base = base
+        self._owners = array("q")
+
+    def set(self, position: int, index: int) -> None:
+        offset = position - self._base
+        owners = self._owners
+        if offset >= len(owners):
+            owners.extend([-1] * (offset + 1 - len(owners)))
+        owners[offset] = index
+
+    def get(self, position: int) -> int | None:
+        """The batch index, or None for a position this batch did not take."""
+        offset = position - self._base
+        if 0 <= offset < len(self._owners):
+            owner = self._owners[offset]
+            return None if owner < 0 else owner
+        return None
+
+
+class _Pending:
+    """An original in flight: duplicates wait for its result."""
+
+    __slots__ = ("done", "index", "result")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.done = anyio.Event()
+        self.result: Result | None = None
 
 
 class DuplicatePromptError(SynthError):
@@ -66,8 +118,8 @@ class DuplicateOutputError(SynthError):
 def make_index(setting: float | NearDuplicateIndex, what: str) -> NearDuplicateIndex:
     """A threshold builds a fresh MinHash index; an index object is used as is."""
     if isinstance(setting, bool) or not isinstance(setting, int | float):
-        if hasattr(setting, "insert_if_new") and hasattr(setting, "next_position"):
-            return setting
+        if all(hasattr(setting, a) for a in ("insert_if_new", "remove", "next_position")):
+            return cast(NearDuplicateIndex, setting)
         raise InvalidRequestError(
             f"{what} takes a Jaccard threshold in (0, 1] such as 0.8, or a similarity index"
         )
@@ -80,45 +132,71 @@ def make_index(setting: float | NearDuplicateIndex, what: str) -> NearDuplicateI
 
 
 class PromptDedup:
-    """Claims each input; near-duplicates wait for and reuse the first one's result."""
+    """Claims each input; near-duplicates reuse the first one's result."""
 
-    def __init__(self, index: NearDuplicateIndex, metrics: Metrics) -> None:
+    def __init__(self, index: NearDuplicateIndex, metrics: Metrics, *, retain: int) -> None:
         self._index = index
         self._metrics = metrics
-        self._owner: dict[int, int] = {}  # index position -> batch index of the sent input
-        self._done: dict[int, anyio.Event] = {}
-        self._results: dict[int, Result] = {}
+        self._base = index.next_position
+        self._owners = _Owners(self._base)
+        self._pending: dict[int, _Pending] = {}  # position -> original in flight
+        self._recent: OrderedDict[int, Completion] = OrderedDict()  # position -> result
+        self._retain = retain
 
-    def claim(self, index: int, text: str) -> int | None:
-        """None: send this input (call :meth:`publish` when done). Otherwise the
-        batch index of the earlier input whose result this one reuses."""
-        position = self._index.next_position
-        earlier = self._index.insert_if_new(text)
+    def claim(self, index: int, text: str) -> tuple[int, int | None]:
+        """``(position, None)``: send this input, then :meth:`publish` (or
+        :meth:`abandon`) it. ``(position, earlier)``: a near-duplicate of the text at
+        index position ``earlier``; get its result with :meth:`result_of`."""
+        position, earlier = _claim(self._index, text)
+        self._owners.set(position, index)
         if earlier is None:
-            self._owner[position] = index
-            self._done[index] = anyio.Event()
-            return None
+            self._pending[position] = _Pending(index)
+        return position, earlier
+
+    def publish(self, position: int, result: Result) -> None:
+        """The original at ``position`` has its result."""
+        pending = self._pending.pop(position)
+        pending.result = result
+        pending.done.set()
+        if isinstance(result, Completion):
+            self._recent[position] = result
+            if len(self._recent) > self._retain:
+                self._recent.popitem(last=False)
+        else:
+            self._index.remove(position)  # no answer: a later run may send it again
+
+    def abandon(self, position: int) -> None:
+        """The original was cancelled before its result: give its claim back."""
+        if self._pending.pop(position, None) is not None:
+            self._index.remove(position)
+
+    async def result_of(self, earlier: int, index: int) -> Result | None:
+        """This duplicate's result: the original's, marked as a reuse; ``None`` when
+        that result is no longer kept (send this input after all)."""
+        pending = self._pending.get(earlier)
+        if pending is not None:
+            await pending.done.wait()
+            assert pending.result is not None
+            original, result = pending.index, pending.result
+        else:
+            owner = self._owners.get(earlier)
+            kept = self._recent.get(earlier)
+            if owner is None and earlier < self._base:
+                return Failure(
+                    DuplicatePromptError(
+                        f"near-duplicate of the text at position {earlier} of the shared "
+                        "index, from an earlier batch; not sent (pass dedup_prompts=None "
+                        "to send it)",
+                        position=earlier,
+                    ),
+                    index=index,
+                )
+            if owner is None or kept is None:
+                self._metrics.dedup_prompts_resent += 1
+                return None
+            self._recent.move_to_end(earlier)
+            original, result = owner, kept
         self._metrics.dedup_prompts_skipped += 1
-        return self._owner.get(earlier, _EARLIER_BATCH - earlier)
-
-    def publish(self, index: int, result: Result) -> None:
-        self._results[index] = result
-        self._done[index].set()
-
-    async def result_of(self, original: int, index: int) -> Result:
-        """This input's result: the original's, marked as a reuse."""
-        if original <= _EARLIER_BATCH:
-            position = _EARLIER_BATCH - original
-            return Failure(
-                DuplicatePromptError(
-                    f"near-duplicate of the text at position {position} of the shared index, "
-                    "from an earlier batch; not sent (pass dedup_prompts=None to send it)",
-                    position=position,
-                ),
-                index=index,
-            )
-        await self._done[original].wait()
-        result = self._results[original]
         if isinstance(result, Failure):
             return Failure(result.error, index=index, model=result.model, attempts=0)
         return Completion(
@@ -131,6 +209,7 @@ class PromptDedup:
             request_id=result.request_id,
             index=index,
             duplicate_of=original,
+            raw_finish_reason=result.raw_finish_reason,
         )
 
 
@@ -143,15 +222,15 @@ class OutputDedup:
         self._index = index
         self._metrics = metrics
         self._drop = action == "drop"
-        self._owner: dict[int, int] = {}
+        self._owners = _Owners(index.next_position)
 
     def check(self, index: int, completion: Completion) -> Result:
-        position = self._index.next_position
-        earlier = self._index.insert_if_new(completion.text)
+        position, earlier = _claim(self._index, completion.text)
         if earlier is None:
-            self._owner[position] = index
+            self._owners.set(position, index)
             return completion
-        original = self._owner.get(earlier, earlier)
+        owner = self._owners.get(earlier)
+        original = earlier if owner is None else owner
         if self._drop:
             self._metrics.dedup_outputs_dropped += 1
             return Failure(

@@ -35,7 +35,9 @@ class InputFeed(Generic[T]):
         self._aiter: AsyncIterator[T] | None = None
         if isinstance(inputs, AsyncIterable):
             self._aiter = aiter(inputs)
-            self._lock = anyio.Lock()  # an async generator cannot be advanced concurrently
+            # an async generator cannot be advanced concurrently; fast_acquire: no extra
+            # event-loop round trip when the lock is free (the common case)
+            self._lock = anyio.Lock(fast_acquire=True)
         elif isinstance(inputs, Iterable):
             if isinstance(inputs, str | bytes):
                 raise TypeError(

@@ -43,6 +43,7 @@ from ._types import (
     StreamCompleted,
     StreamEvent,
     TextDelta,
+    normalize_finish_reason,
 )
 from .monitor import Metrics, MetricsSnapshot
 from .providers import Provider, create_provider, validate_spec
@@ -57,6 +58,9 @@ log = get_logger("agentic_synth")
 _DEFAULT: Any = object()
 #: Seconds closing the providers' connections may take on exit before we give up on them.
 _CLOSE_SECONDS = 5.0
+#: Finished prompt-dedup originals whose results are kept for later duplicates, per
+#: unit of max_concurrency.
+_DEDUP_RETAIN = 16
 
 
 class _DedupConfig:
@@ -278,7 +282,11 @@ class Synth:
         prompt_dedup = (
             None
             if dedup.prompts is None
-            else PromptDedup(make_index(dedup.prompts, "dedup_prompts"), self._metrics)
+            else PromptDedup(
+                make_index(dedup.prompts, "dedup_prompts"),
+                self._metrics,
+                retain=_DEDUP_RETAIN * self.max_concurrency,
+            )
         )
         output_dedup = (
             None
@@ -293,33 +301,47 @@ class Synth:
                 request = build_request(item, params)
             except InvalidRequestError as exc:
                 return Failure(exc, index=index)
+            claim: int | None = None
             if prompt_dedup is not None:
-                original = prompt_dedup.claim(index, request.prompt_text())
-                if original is not None:
-                    return await prompt_dedup.result_of(original, index)
-            result: Result
+                position, earlier = prompt_dedup.claim(index, request.prompt_text())
+                if earlier is None:
+                    claim = position
+                else:
+                    reused = await prompt_dedup.result_of(earlier, index)
+                    if reused is not None:
+                        return reused
             try:
-                result = await self._send(router, request)
-                result.index = index
-            except ConfigurationError:
-                raise  # the whole job cannot work (e.g. every key rejected): stop the batch
-            except Exception as exc:
-                if not isinstance(exc, SynthError):
-                    # a bug below us must not sink a million-item batch: record it, loudly
-                    log.error("unexpected_error", index=index, error=repr(exc), exc_info=exc)
-                result = Failure(
-                    exc,
-                    index=index,
-                    model=getattr(exc, "model", None),
-                    attempts=getattr(exc, "attempts", 0),
-                )
-            if output_dedup is not None and isinstance(result, Completion):
-                result = output_dedup.check(index, result)
-            if prompt_dedup is not None:
-                prompt_dedup.publish(index, result)
-            return result
+                result = await self._send_one(router, request, index)
+                if output_dedup is not None and isinstance(result, Completion):
+                    result = output_dedup.check(index, result)
+                if claim is not None:
+                    prompt_dedup.publish(claim, result)  # type: ignore[union-attr]
+                    claim = None
+                return result
+            finally:
+                if claim is not None:  # cancelled, or the job stopped: give the claim back
+                    prompt_dedup.abandon(claim)  # type: ignore[union-attr]
 
         return process
+
+    async def _send_one(self, router: Router, request: Request, index: int) -> Result:
+        """One input's request to its one result; only a job-stopping error escapes."""
+        try:
+            completion = await self._send(router, request)
+        except ConfigurationError:
+            raise  # the whole job cannot work (e.g. every key rejected): stop the batch
+        except Exception as exc:
+            if not isinstance(exc, SynthError):
+                # a bug below us must not sink a million-item batch: record it, loudly
+                log.error("unexpected_error", index=index, error=repr(exc), exc_info=exc)
+            return Failure(
+                exc,
+                index=index,
+                model=getattr(exc, "model", None),
+                attempts=getattr(exc, "attempts", 0),
+            )
+        completion.index = index
+        return completion
 
     def _workers_for(self, inputs: object) -> int:
         if isinstance(inputs, Sized) and not isinstance(inputs, AsyncIterable):
@@ -448,7 +470,8 @@ class Synth:
                 model=routed.model,
                 usage=end.usage,
                 latency=latency,
-                finish_reason=end.finish_reason,
+                finish_reason=normalize_finish_reason(end.finish_reason),
+                raw_finish_reason=end.finish_reason,
                 attempts=routed.attempts,
                 request_id=end.request_id,
                 ttft=ttft,
@@ -465,7 +488,8 @@ def _completion(routed: Routed, latency: float) -> Completion:
         model=routed.model,
         usage=response.usage,
         latency=latency,
-        finish_reason=response.finish_reason,
+        finish_reason=normalize_finish_reason(response.finish_reason),
+        raw_finish_reason=response.finish_reason,
         attempts=routed.attempts,
         request_id=response.request_id,
         fallbacks=routed.fallbacks,
@@ -563,6 +587,7 @@ class BatchStream:
         self._receive = receive
         self._state = _BatchState()
         self._finished = False
+        self._unread: list[tuple[int, Result]] = []
         self._feed = feed
         self._in_order: InOrder[Result] | None = (
             InOrder(feed, lambda i, r: send.send((i, r)), window=4 * concurrency)
@@ -596,16 +621,25 @@ class BatchStream:
         return item  # type: ignore[no-any-return]
 
     def leftovers(self) -> list[tuple[int, Result]]:
-        """With ``ordered=True``: results that finished but were held back because an
-        earlier input had not finished when the batch stopped, in input order (so an
-        interrupted job can still keep them)."""
-        return [] if self._in_order is None else self._in_order.leftovers()
+        """After the batch was stopped early: results that had finished but were never
+        handed out (waiting in the buffer, or held back in ``ordered=True`` mode until
+        an earlier input finished), by input index, so an interrupted job can keep them."""
+        held = [] if self._in_order is None else self._in_order.leftovers()
+        return sorted(self._unread + held, key=lambda pair: pair[0])
 
     async def aclose(self) -> None:
         self._stop()
 
     def _stop(self) -> None:
-        self._finished = True
+        if not self._finished:
+            self._finished = True
+            while True:  # keep what finished but was not read yet: see leftovers()
+                try:
+                    item = self._receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                if item is not _DONE:
+                    self._unread.append(item)
         self._state.scope.cancel()
         self._receive.close()
 

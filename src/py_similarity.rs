@@ -448,6 +448,25 @@ impl SimilarityIndex {
         Ok(hit.map(|h| h.0))
     }
 
+    /// Claim-or-match in one atomic step: `(position, None)` when `text` was new and
+    /// is now stored at `position`; `(position, Some(earlier))` when it near-duplicates
+    /// the stored text at `earlier` (it still takes `position`, and nothing is stored).
+    /// The position is read under the same lock as the insert, so two callers (threads
+    /// sharing the index) can never see each other's position.
+    fn claim(&self, py: Python<'_>, text: &Bound<'_, PyString>) -> PyResult<(u64, Option<u64>)> {
+        let t = text_of(text);
+        let mut g = self.lock(py);
+        let idx = &mut *g;
+        let position = with_index!(&*idx, i => i.next_position());
+        let hit = maybe_detach(
+            py,
+            t.len() > DETACH_BYTES,
+            || with_index!(idx, i => i.insert_if_new(&t)),
+        )
+        .map_err(value_error)?;
+        Ok((position, hit.map(|h| h.0)))
+    }
+
     /// `insert_if_new` for each text in order (later texts see earlier ones).
     fn insert_if_new_many(
         &self,

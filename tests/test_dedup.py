@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from agentic_synth import (
@@ -48,11 +49,46 @@ async def test_near_duplicate_prompts_are_not_sent_and_reuse_the_result() -> Non
 
 
 async def test_duplicates_of_a_failed_input_get_its_error() -> None:
-    async with Synth([sim(fault_500=1.0)], retry=RetryPolicy(max_attempts=1)) as synth:
+    models = [sim(fault_500=1.0, latency=0.01)]
+    async with Synth(models, retry=RetryPolicy(max_attempts=1)) as synth:
         results = await synth.generate_batch([BASE, BASE], dedup_prompts=0.9, max_tokens=8)
     assert all(isinstance(r, Failure) for r in results)
     assert [r.index for r in results] == [0, 1]
-    assert synth.metrics().requests == 1
+    assert synth.metrics().requests == 1  # the duplicate waited for the original
+
+
+async def test_a_failed_original_gives_its_claim_back_to_a_shared_index() -> None:
+    """Before: the failed original stayed claimed, so a rerun got DuplicatePromptError
+    and sent nothing, ever."""
+    shared = SimilarityIndex("minhash", 0.9)
+    async with Synth([sim(fault_500=1.0)], retry=RetryPolicy(max_attempts=1)) as synth:
+        first = await synth.generate_batch([BASE], dedup_prompts=shared, max_tokens=8)
+    assert isinstance(first[0], Failure) and len(shared) == 0
+    async with Synth([sim()]) as synth:
+        again = await synth.generate_batch([BASE], dedup_prompts=shared, max_tokens=8)
+    assert isinstance(again[0], Completion) and again[0].duplicate_of is None
+    assert len(shared) == 1  # the answered prompt keeps its claim
+
+
+async def test_a_cancelled_original_gives_its_claim_back() -> None:
+    shared = SimilarityIndex("minhash", 0.9)
+    async with Synth([sim(latency=5.0)]) as synth:
+        with anyio.move_on_after(0.05):
+            await synth.generate_batch([BASE], dedup_prompts=shared, max_tokens=8)
+    assert len(shared) == 0
+
+
+async def test_prompt_dedup_keeps_a_bounded_number_of_results() -> None:
+    """Distinct prompts, then their duplicates long after: only the last
+    16 x max_concurrency originals are kept; older duplicates are sent after all."""
+    distinct = [f"{BASE} variant number {i} with its own words {i * 7919}" for i in range(80)]
+    async with Synth([sim()], max_concurrency=2) as synth:  # keeps 32 results
+        results = await synth.generate_batch(distinct + distinct, dedup_prompts=0.95)
+        m = synth.metrics()
+    assert all(r.ok for r in results)
+    assert m.dedup_prompts_skipped + m.dedup_prompts_resent == 80
+    assert m.dedup_prompts_resent >= 80 - 32  # evicted originals: resent, not held
+    assert m.requests == 80 + m.dedup_prompts_resent
 
 
 async def test_output_dedup_flags_or_drops() -> None:

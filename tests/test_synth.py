@@ -35,7 +35,7 @@ async def test_generate_returns_a_full_completion() -> None:
     assert isinstance(c, Completion) and c.ok
     assert c.text and c.model == "sim:s" and c.attempts == 1 and not c.cached
     assert 0 < c.usage.output_tokens <= 20 and c.usage.input_tokens > 0
-    assert c.latency >= 0 and c.finish_reason in ("end_turn", "max_tokens")
+    assert c.latency >= 0 and c.finish_reason in ("stop", "length")
     assert c.request_id and c.request_id.startswith("req_sim_")
 
 
@@ -356,3 +356,23 @@ def test_bad_routing_settings_fail_at_construction() -> None:
         Synth([sim()], breaker={"cooldown": 1})  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="RetryPolicy"):
         Synth([sim()], retry=3)  # type: ignore[arg-type]
+
+
+async def test_results_buffered_when_a_batch_stops_are_kept_as_leftovers() -> None:
+    async with Synth([sim()], max_concurrency=8) as synth:
+        stream = synth.iter_batch((f"p{i}" for i in range(100)), max_tokens=4)
+        async with stream:
+            async for _ in stream:
+                await anyio.sleep(0.01)  # a slow consumer: results pile up in the buffer
+                break
+        leftovers = stream.leftovers()
+    assert leftovers, "finished results waiting in the buffer were dropped"
+    assert all(r.ok and r.index == i for i, r in leftovers)
+
+
+async def test_finish_reasons_are_the_same_for_every_provider() -> None:
+    async with Synth([sim(output_tokens=200)]) as synth:
+        cut = await synth.generate("Tell me everything.", max_tokens=5)
+        whole = await synth.generate("Hi", max_tokens=2000)
+    assert (cut.finish_reason, cut.raw_finish_reason) == ("length", "max_tokens")
+    assert (whole.finish_reason, whole.raw_finish_reason) == ("stop", "end_turn")

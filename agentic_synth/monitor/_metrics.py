@@ -45,6 +45,7 @@ class MetricsSnapshot:
     ttft_p99: float | None
     throughput: float
     dedup_prompts_skipped: int
+    dedup_prompts_resent: int
     dedup_outputs_flagged: int
     dedup_outputs_dropped: int
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -88,6 +89,8 @@ class Metrics:
         self.latency = LogHistogram()
         self.ttft = LogHistogram()
         self.dedup_prompts_skipped = 0
+        #: Near-duplicates sent anyway: their original's result was no longer kept.
+        self.dedup_prompts_resent = 0
         self.dedup_outputs_flagged = 0
         self.dedup_outputs_dropped = 0
         self._models: dict[str, _ModelStats] = {}
@@ -192,6 +195,7 @@ class Metrics:
             ttft_p99=self.ttft.percentile(0.99),
             throughput=finished / elapsed,
             dedup_prompts_skipped=self.dedup_prompts_skipped,
+            dedup_prompts_resent=self.dedup_prompts_resent,
             dedup_outputs_flagged=self.dedup_outputs_flagged,
             dedup_outputs_dropped=self.dedup_outputs_dropped,
             models=models,
