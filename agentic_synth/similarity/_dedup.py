@@ -98,6 +98,13 @@ class Deduplicator:
         (None if ``text`` was new and is now stored)."""
         return self._index.insert_if_new(text)
 
+    def claim(self, text: str) -> tuple[int, int | None]:
+        """:meth:`insert_if_new` plus the position ``text`` took, in one atomic call:
+        ``(position, None)`` if stored, ``(position, earlier)`` if a near-duplicate.
+        Safe when threads share the deduplicator (``next_position`` then
+        ``insert_if_new`` is not: another thread may insert in between)."""
+        return self._index.claim(text)
+
     def add_batch(self, texts: Iterable[str]) -> list[int | None]:
         """:meth:`insert_if_new` for each text in order, in one call that releases the
         GIL and uses every core. Later texts see earlier ones of the same batch.

@@ -182,3 +182,30 @@ def test_concurrent_use_from_threads_is_serialised() -> None:
     # Every text of the second round repeats one of the first: all are rejected.
     assert all(r is not None for res in results for r in res[100:])
     assert len(ix) + len(ix.duplicates()) == 800
+
+
+def test_claim_returns_the_position_taken_and_the_earlier_match_atomically() -> None:
+    import threading
+
+    from agentic_synth.similarity import Deduplicator
+
+    d = Deduplicator(0.8)
+    assert d.claim(BASE) == (0, None)
+    assert d.claim(BASE.upper()) == (1, 0)  # a near-duplicate still takes a position
+    texts = [f"{BASE} {i} {i * 31} {i * 97} unique tail {i * 7}" for i in range(2000)]
+    claimed: list[tuple[int, int | None]] = []
+    lock = threading.Lock()
+
+    def worker(chunk: list[str]) -> None:
+        for text in chunk:
+            got = d.claim(text)
+            with lock:
+                claimed.append(got)
+
+    threads = [threading.Thread(target=worker, args=(texts[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    positions = sorted(p for p, _ in claimed)
+    assert positions == list(range(2, 2002))  # every caller saw its own position, no repeats
