@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -237,13 +238,68 @@ async def test_call_time_errors() -> None:
             await synth.generate_batch("just one prompt")  # type: ignore[arg-type]
 
 
-def test_keys_never_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keys_never_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-ant-SECRET-do-not-print-1234567890"
     spec = ModelSpec("anthropic", "claude-x", api_key=secret)
     assert secret not in repr(spec) and secret not in repr(spec.resolved())
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     s = Synth(["anthropic:claude-x"])
     assert secret not in repr(s)
+
+
+async def test_keys_never_in_errors_logs_or_metrics_even_when_a_server_echoes_them(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A key read from a mounted secret (trailing newline) goes out stripped, and a
+    server that quotes it back (raw, JSON-escaped, in part) never gets it into an
+    error record, a log line, a traceback or the metrics."""
+    import json
+    import traceback
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    secret = "sk-proj-Zq8Lw2Rt9Pv4Mn7BxYc3Hd6Kf1Gs5Jt"
+    mounted = tmp_path / "openai-key"
+    mounted.write_text(secret + "\n")
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        seen.append(auth)
+        key = auth.removeprefix("Bearer ")
+        body = {
+            "error": {
+                "message": f"bad key {key} / {json.dumps(key)} / {key[:12]}...{key[-8:]}",
+                "type": "invalid_request_error",
+            }
+        }
+        return web.json_response(body, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", echo)
+    caplog.set_level("DEBUG")
+    async with TestServer(app) as server:
+        spec = ModelSpec(
+            "openai:gpt-x",
+            base_url=str(server.make_url("/v1")),
+            api_key=mounted.read_text(),
+        )
+        async with Synth([spec], max_concurrency=4) as synth:
+            results = await synth.generate_batch([f"q{i}" for i in range(8)], max_tokens=4)
+            with pytest.raises(agentic_synth.BadRequestError) as info:
+                await synth.generate("one more")
+            snapshot = repr(synth.metrics())
+    assert seen and all(h == f"Bearer {secret}" for h in seen)  # stripped, one header line
+    assert all(isinstance(r, Failure) for r in results)
+    texts = [snapshot, caplog.text, str(info.value), repr(info.value)]
+    texts.append("".join(traceback.format_exception(info.value)))
+    for r in results:
+        assert isinstance(r, Failure)
+        texts += [r.message, repr(r), repr(r.error.args)]
+    for text in texts:
+        for piece in (secret, secret[:12], secret[-8:], json.dumps(secret)):
+            assert piece not in text
 
 
 def test_sync_helpers_work_in_and_out_of_a_loop() -> None:
