@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import random
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -80,9 +81,10 @@ async def test_iter_batch_consumes_a_million_item_generator_lazily() -> None:
                 got += 1
                 if got == 500:
                     break
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         stopped_at = pulled
-        await anyio.sleep(0.05)
+        for _ in range(50):
+            await anyio.lowlevel.checkpoint()
         assert pulled == stopped_at  # the batch really stopped
     # pulled = consumed + what was in flight or buffered: proportional to concurrency
     assert 500 <= pulled <= 500 + 8 * 3
@@ -93,9 +95,10 @@ async def test_iter_batch_dropped_in_plain_for_stops_workers() -> None:
         async for _, _ in synth.iter_batch(f"p{i}" for i in range(100_000)):
             break
         gc.collect()
-        await anyio.sleep(0.02)
+        await anyio.wait_all_tasks_blocked()
         before = synth.metrics().requests
-        await anyio.sleep(0.05)
+        for _ in range(50):
+            await anyio.lowlevel.checkpoint()
         assert synth.metrics().requests == before < 50
 
 
@@ -176,7 +179,8 @@ async def test_transient_faults_are_retried_to_under_a_tenth_of_a_percent() -> N
     # 10% transient faults, default retries (RetryPolicy(): 4 attempts, 0.5 s base,
     # full jitter) and default breakers: fewer than 0.1% of 10,000 inputs fail.
     spec = sim(fault_500=0.04, fault_529=0.03, fault_429=0.03, retry_after=0.05, seed=3)
-    async with Synth([spec], max_concurrency=256) as synth:
+    retry = RetryPolicy(rng=random.Random(11).random)  # the defaults, with a seeded jitter
+    async with Synth([spec], max_concurrency=256, retry=retry) as synth:
         results = await synth.generate_batch([f"item {i}" for i in range(10_000)], max_tokens=4)
         m = synth.metrics()
     failed = [r for r in results if not r.ok]
@@ -419,7 +423,8 @@ async def test_results_buffered_when_a_batch_stops_are_kept_as_leftovers() -> No
         stream = synth.iter_batch((f"p{i}" for i in range(100)), max_tokens=4)
         async with stream:
             async for _ in stream:
-                await anyio.sleep(0.01)  # a slow consumer: results pile up in the buffer
+                # a slow consumer: results pile up in the buffer until the workers block
+                await anyio.wait_all_tasks_blocked()
                 break
         leftovers = stream.leftovers()
     assert leftovers, "finished results waiting in the buffer were dropped"
