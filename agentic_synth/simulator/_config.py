@@ -129,7 +129,8 @@ class SimConfig:
     trickle_interval: float = 2.0
     #: Seconds the mock server holds a request that hit the timeout fault.
     hang: float = 30.0
-    #: The first N requests (by arrival) fail with ``fail_first_kind``.
+    #: The first N requests (by arrival) fail with ``fail_first_kind``; requests the
+    #: ``forbidden`` gate turns away never reach the model and do not count.
     fail_first_n: int = 0
     fail_first_kind: str = "500"
     #: Words per streamed text delta (real APIs send a few tokens per delta).

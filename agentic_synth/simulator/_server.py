@@ -333,6 +333,8 @@ class _Connection(asyncio.Protocol):
             self._schedule(delay, self._huge_body, None)
         elif fault in _OPEN_ENDED:
             self._schedule(delay, self._open_ended, fault)
+        elif fault == "unauthorized":  # normally turned away before parsing, in _handle
+            self._send_error(self.wire, self.wire.auth_error(headers), "req_sim_auth")
         else:
             if fault == "redirect":
                 host = headers.get("host") or f"{self.server.host}:{self.server.port}"
@@ -756,7 +758,11 @@ class MockServer:
     ``async with MockServer(SimConfig(latency=fixed(0.05))) as server:`` then
     point a client at ``server.url`` (both ``/v1/messages`` and
     ``/v1/chat/completions`` are served). With ``api_key`` set, calls without
-    that key get a 401 like the real APIs.
+    that key get a 401 like the real APIs (``SimConfig(unauthorized=True)``: every call).
+
+    Hostile answers (huge headers or bodies, endless lines, trickles) are written
+    only as fast as the client reads them, from one shared filler block, so the
+    server's memory stays bounded whatever the client does.
     """
 
     def __init__(

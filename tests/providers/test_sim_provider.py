@@ -29,9 +29,10 @@ from agentic_synth._exceptions import (
 from agentic_synth._spec import ModelSpec, ResponseLimits
 from agentic_synth._types import ProviderStreamEnd, Request, TextDelta
 from agentic_synth.providers import Provider
+from agentic_synth.providers import anthropic as anthropic_provider
 from agentic_synth.providers import sim as sim_module
 from agentic_synth.providers.sim import SimProvider, create
-from agentic_synth.simulator import SimConfig, fixed
+from agentic_synth.simulator import MockServer, SimConfig, fixed
 
 
 def _request(i: int = 0, **kwargs: Any) -> Request:
@@ -318,6 +319,43 @@ async def test_status_faults_raise_what_the_anthropic_provider_would(
         assert type(error) is cls
         assert (error.status, error.code, error.model) == (status, code, "sim-1")
         assert error.request_id is not None and error.request_id.startswith("req_sim_")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"fault_quota": 1.0},
+        {"fault_not_found": 1.0},
+        {"forbidden": 1.0},
+        {"unauthorized": True},
+        {"fault_long_retry_after": 1.0},
+        {"fault_no_retry": 1.0},
+        {"fault_redirect": 1.0},
+    ],
+)
+async def test_status_faults_match_the_anthropic_provider_on_the_mock_server(
+    options: dict[str, Any],
+) -> None:
+    """In process or over the wire, one config gives the router the same error."""
+    config = SimConfig(**options)
+    with pytest.raises(ProviderError) as simulated:
+        await SimProvider(config).complete("m", _request())
+    async with MockServer(config) as server:
+        spec = ModelSpec("anthropic", "m", base_url=server.url, api_key="sk-ant-test-key")
+        provider = anthropic_provider.create(spec, max_connections=2)
+        try:
+            with pytest.raises(ProviderError) as wired:
+                await provider.complete("m", _request())
+        finally:
+            await provider.aclose()
+    got, want = simulated.value, wired.value
+    assert type(got) is type(want)
+    assert (got.status, got.code, got.should_retry, got.retry_after) == (
+        want.status,
+        want.code,
+        want.should_retry,
+        want.retry_after,
+    )
 
 
 async def test_status_fault_details() -> None:
