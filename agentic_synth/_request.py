@@ -148,8 +148,6 @@ def build_request(item: Prompt, params: GenerationParams) -> Request:
     could not even be read (a malformed line of a file): it becomes that input's
     error record.
     """
-    if isinstance(item, InvalidRequestError):
-        raise item
     if isinstance(item, str):  # the common case, kept short
         if not item or item.isspace():
             raise InvalidRequestError("the prompt is empty; pass some text or a list of messages")
@@ -166,6 +164,8 @@ def build_request(item: Prompt, params: GenerationParams) -> Request:
         overrides = {k: v for k, v in item.items() if k not in ("prompt", "messages")}
         if overrides:
             params = GenerationParams.from_kwargs(params, **overrides)
+    elif isinstance(item, InvalidRequestError):
+        raise item
     else:
         messages, system = _messages(item)
     if system is not None and params.system:

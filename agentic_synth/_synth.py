@@ -250,29 +250,44 @@ class Synth:
     def _params_for(self, params: Mapping[str, Any]) -> GenerationParams:
         return GenerationParams.from_kwargs(self._params, **params) if params else self._params
 
-    async def _complete(self, router: Router, item: Prompt, params: GenerationParams) -> Completion:
-        return await self._send(router, build_request(item, params))
-
-    async def _send(self, router: Router, request: Request) -> Completion:
+    async def _send(self, router: Router, request: Request, index: int | None) -> Result:
+        """One request to its one result (a Completion, or a Failure record); only a
+        job-stopping error escapes. Metrics are recorded here."""
         metrics = self._metrics
         started = self._clock()
         metrics.request_started()
         try:
             routed = await router.complete(request)
+        except ConfigurationError as exc:
+            metrics.request_finished(None, exc)
+            raise  # the whole job cannot work (e.g. every key rejected): stop the batch
         except Exception as exc:
             metrics.request_finished(None, exc)
-            raise
+            if not isinstance(exc, SynthError):
+                # a bug below us must not sink a million-item batch: record it, loudly
+                log.error("unexpected_error", index=index, error=repr(exc), exc_info=exc)
+            return Failure(
+                exc,
+                index=index,
+                model=getattr(exc, "model", None),
+                attempts=getattr(exc, "attempts", 0),
+            )
         except BaseException:
             metrics.request_cancelled()
             raise
         latency = self._clock() - started
         metrics.request_finished(latency)
-        return _completion(routed, latency)
+        completion = _completion(routed, latency)
+        completion.index = index
+        return completion
 
     async def generate(self, prompt: Prompt, **params: Any) -> Completion:
         """Generate one completion; raises the request's error on failure."""
         router = self._require_open()
-        return await self._complete(router, prompt, self._params_for(params))
+        result = await self._send(router, build_request(prompt, self._params_for(params)), None)
+        if isinstance(result, Failure):
+            raise result.error
+        return result
 
     # -- batches ------------------------------------------------------------------
 
@@ -296,6 +311,18 @@ class Synth:
             )
         )
 
+        send = self._send
+        if prompt_dedup is None and output_dedup is None:
+
+            async def plain(index: int, item: Prompt) -> Result:
+                try:
+                    request = build_request(item, params)
+                except InvalidRequestError as exc:
+                    return Failure(exc, index=index)
+                return await send(router, request, index)
+
+            return plain
+
         async def process(index: int, item: Prompt) -> Result:
             try:
                 request = build_request(item, params)
@@ -311,7 +338,7 @@ class Synth:
                     if reused is not None:
                         return reused
             try:
-                result = await self._send_one(router, request, index)
+                result = await send(router, request, index)
                 if output_dedup is not None and isinstance(result, Completion):
                     result = output_dedup.check(index, result)
                 if claim is not None:
@@ -323,25 +350,6 @@ class Synth:
                     prompt_dedup.abandon(claim)  # type: ignore[union-attr]
 
         return process
-
-    async def _send_one(self, router: Router, request: Request, index: int) -> Result:
-        """One input's request to its one result; only a job-stopping error escapes."""
-        try:
-            completion = await self._send(router, request)
-        except ConfigurationError:
-            raise  # the whole job cannot work (e.g. every key rejected): stop the batch
-        except Exception as exc:
-            if not isinstance(exc, SynthError):
-                # a bug below us must not sink a million-item batch: record it, loudly
-                log.error("unexpected_error", index=index, error=repr(exc), exc_info=exc)
-            return Failure(
-                exc,
-                index=index,
-                model=getattr(exc, "model", None),
-                attempts=getattr(exc, "attempts", 0),
-            )
-        completion.index = index
-        return completion
 
     def _workers_for(self, inputs: object) -> int:
         if isinstance(inputs, Sized) and not isinstance(inputs, AsyncIterable):

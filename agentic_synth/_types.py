@@ -108,7 +108,7 @@ def normalize_finish_reason(raw: str | None) -> str:
     """A provider's stop/finish reason as one of :data:`FINISH_REASONS`."""
     if not raw:
         return "unknown"
-    return _FINISH_ALIASES.get(raw.lower(), "unknown")
+    return _FINISH_ALIASES.get(raw) or _FINISH_ALIASES.get(raw.lower(), "unknown")
 
 
 @dataclass(slots=True)

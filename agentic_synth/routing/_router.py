@@ -58,6 +58,8 @@ _Events = AsyncIterator[_Event]
 log = get_logger("agentic_synth.routing")
 
 _EWMA_ALPHA = 0.2
+#: ``throttled_until`` of a deployment no 429 has asked to wait.
+_NEVER = -math.inf
 #: Longest random extra wait (seconds) added to a timed wait for a deployment.
 _MAX_JITTER = 0.5
 #: Kinds whose cooldown is ``BreakerConfig.long_cooldown``: nothing changes soon.
@@ -134,7 +136,7 @@ class _Slot:
         self.out_kind: ErrorKind | None = None
         self.out_strikes = 0
         #: A 429 asked to wait until then (long Retry-After): other deployments go first.
-        self.throttled_until = -math.inf
+        self.throttled_until = _NEVER
         self.last_error: ProviderError | None = None
 
     def available(self, now: float) -> bool:
@@ -292,7 +294,7 @@ class Router:
         return count
 
     async def _admit(self, slot: _Slot, request: Request, progress: _Progress) -> _Admission:
-        if slot.throttled_until > self._clock():
+        if slot.throttled_until != _NEVER and slot.throttled_until > self._clock():
             raise _Refused
         ticket = slot.breaker.try_acquire()
         if ticket is None:
@@ -349,11 +351,11 @@ class Router:
         slot = adm.slot
         self._leave(adm)
         slot.breaker.record_success(adm.ticket)
-        slot.served = True
-        if slot.streaks:
+        if slot.out_kind is not None or slot.streaks or not slot.served:
+            slot.served = True
             slot.streaks.clear()
-        slot.out_kind = None
-        slot.out_strikes = 0
+            slot.out_kind = None
+            slot.out_strikes = 0
         latency = self._clock() - adm.started
         if slot.limiter is not None:
             if adm.reservation is not None:
