@@ -44,6 +44,7 @@ __all__ = [
     "map_transport_error",
     "secrets_in",
     "warn_plain_http",
+    "warn_proxy_ignored",
 ]
 
 _log = get_logger(__name__)
@@ -222,6 +223,17 @@ def warn_plain_http(provider: str, url: yarl.URL, api_key: str | None) -> None:
             provider=provider,
             host=url.host,
         )
+
+
+def warn_proxy_ignored(provider: str, url: yarl.URL, proxy: Proxy) -> None:
+    """Log once, when the provider is built, that an explicit proxy-less transport wins."""
+    _log.warning(
+        "the environment asks for a proxy but transport='lean' has none: connecting "
+        "directly; use transport='aiohttp' (or no transport option) to go through it",
+        provider=provider,
+        host=url.host,
+        proxy=proxy.shown,
+    )
 
 
 # ----------------------------------------------------------------- failures

@@ -373,7 +373,7 @@ class AnthropicProvider:
                 proxy=self._proxy,
                 request_id=request_id,
             )
-            return error, found.__cause__
+            return error, found.__cause__ or found
         return self._map_sdk_error(exc, model, request_id), exc
 
     def _map_sdk_error(

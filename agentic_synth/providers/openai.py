@@ -69,6 +69,7 @@ from ._net import (
     map_transport_error,
     secrets_in,
     warn_plain_http,
+    warn_proxy_ignored,
 )
 from ._openai_strict import strict_eligible
 
@@ -216,6 +217,8 @@ class OpenAIProvider:
         if transport not in TRANSPORTS:
             raise ConfigurationError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         self.transport: Transport = transport
+        if transport == "lean" and self._proxy is not None:
+            warn_proxy_ignored("openai", self._url, self._proxy)
         self._target = self._url.raw_path_qs
         self._headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT, **extra}
         if api_key:

@@ -318,3 +318,14 @@ def test_no_warning_for_loopback_https_or_no_key(
     if kind != "anthropic":  # the Anthropic provider needs a key
         build(kind, f"http://{HOST}", api_key=None)
     assert plain_http_warnings(warnings_seen) == []
+
+
+def test_an_explicit_lean_transport_under_a_proxy_warns_that_it_goes_direct(
+    warnings_seen: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:proxy-secret@127.0.0.1:3128")
+    p = build("openai-lean", f"https://{HOST}")
+    assert p.transport == "lean"
+    (record,) = [r for r in warnings_seen.records if "transport='lean'" in r.getMessage()]
+    assert "HTTPS_PROXY=http://127.0.0.1:3128" in record.getMessage()
+    assert "proxy-secret" not in warnings_seen.text
