@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import inspect
+import ipaddress
 import itertools
 import re
 import socket
@@ -402,6 +403,14 @@ def _connect_kind(exc: OSError) -> ConnectKind:
     return "other"
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _supports_happy_eyeballs(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return "happy_eyeballs_delay" in inspect.signature(loop.create_connection).parameters
@@ -437,6 +446,8 @@ async def _staggered_connect(
     """Happy eyeballs for loops whose ``create_connection`` lacks it (uvloop): a new
     attempt every ``delay`` seconds, or as soon as the previous one fails; first wins."""
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if len(infos) == 1:
+        return await _attempt(loop, infos[0])
     attempts = [partial(_attempt, loop, info) for info in _interleave(infos)]
     winner, _, errors = await staggered.staggered_race(attempts, delay)
     if winner is not None:
@@ -543,7 +554,8 @@ class LeanHTTPClient:
         self._host_header = name if self._port == default_port else f"{name}:{self._port}"
         self._origin = f"{name}:{self._port}"
         self._limits = limits or ResponseLimits()
-        self._eyeballs = happy_eyeballs_delay
+        # An IP address has nothing to race (and connects faster without the machinery).
+        self._eyeballs = None if _is_ip(host) else happy_eyeballs_delay
         self._native_eyeballs = False
         self._limit = max_connections
         self._idle: deque[_Conn] = deque()

@@ -203,5 +203,7 @@ def test_arguments() -> None:
     client = LeanHTTPClient("http", "h", None, max_connections=1)
     assert client._limits.max_body_bytes == 64 * 1024 * 1024  # ResponseLimits() defaults
     assert client._eyeballs == 0.25
+    for literal in ("127.0.0.1", "::1"):  # one address: nothing to race
+        assert LeanHTTPClient("http", literal, 1, max_connections=1)._eyeballs is None
     with pytest.raises(ValueError, match="happy_eyeballs_delay"):
         LeanHTTPClient("http", "h", None, max_connections=1, happy_eyeballs_delay=-1)
