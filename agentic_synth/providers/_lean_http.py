@@ -4,7 +4,7 @@ Why not aiohttp: at hundreds of concurrent requests a wave of answers arrives at
 once and the event loop parses them one after another; aiohttp's per-response
 machinery (streams, multidicts, timers, cancel scopes) makes that wave CPU-bound.
 This client does the least per response: one write per request, httptools
-callbacks straight into a future, one ``call_at`` timer.
+callbacks straight into a future, and a timer per connection, not per request.
 
 Scope, deliberately narrow: one origin (``http`` or ``https``), a keep-alive pool
 of at most ``max_connections`` connections with one request in flight on each
@@ -23,28 +23,30 @@ and trailers included (httptools buffers a trailer itself), are bounded by
 at once and the call fails with ``LeanHTTPError("too_large")``.
 ``read_idle_timeout`` seconds without a byte while an answer is expected fail it
 with ``"timeout"``, apart from the call's ``total``. All of this costs a few
-integer operations per read: the idle timer is the request's one ``call_at``,
-re-armed from the time of the last byte only when it fires.
+integer operations per read: the deadline and the idle limit share one
+``call_at`` per connection, left in place while it is due no later than needed
+and re-armed (from the time of the last byte) only when it fires early.
 
 A request sent on a kept-alive connection that turns out dead before any byte
-of the answer (reset or end of stream on the write or before the status line)
-is sent again, once, on a newly opened connection; it fails with
-``LeanHTTPError("reset")`` only when that connection was opened for it. The
-usual cause is the server closing the connection for being idle while our
-request was on its way: a server closes a keep-alive connection between
-requests, so the request it never answered was never handed to its
-application, and resending even a POST does not run it twice. (A server that
-reads a request and then dies without a byte of answer looks the same from
-here; that request runs at most twice. Any byte of answer, or a connection
-opened for this request, and nothing is resent: the caller's retry policy decides.)
+of the answer (a reset or end of stream, on the write or while waiting) is sent
+again, once, on a newly opened connection; it fails with ``LeanHTTPError("reset")``
+only when that connection was opened for it. The usual cause is the server
+closing the connection for being idle while our request was on its way: a
+server closes a keep-alive connection between requests, so the request it never
+answered was never handed to its application, and resending even a POST does
+not run it twice. (A server that reads a request and then dies without a byte
+of answer looks the same from here; that request runs at most twice. After any
+byte of answer, or on a connection opened for this request, nothing is resent:
+the caller's retry policy decides.)
 
 The pool hands a released connection (or a freed slot) straight to the request
 that has waited longest, so requests are served in arrival order; running out
 of ``total`` while waiting for one is ``"pool_timeout"``, a client-side
 condition. Connecting uses happy eyeballs (RFC 8305, address families
-interleaved): through ``loop.create_connection`` where the loop supports it,
-and with this module's own staggered connect on loops that do not (uvloop).
-A failed connect is ``"connect"``, with :attr:`LeanHTTPError.kind` saying what failed.
+interleaved) for a host name: through ``loop.create_connection`` where the
+loop supports it, with this module's own staggered connect where it does not
+(uvloop). A failed connect is ``"connect"``, its :attr:`LeanHTTPError.kind`
+saying what failed.
 """
 
 from __future__ import annotations
