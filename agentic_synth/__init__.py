@@ -20,7 +20,7 @@ from ._exceptions import (
     SynthError,
     UnreachableError,
 )
-from ._spec import ModelSpec
+from ._spec import ModelSpec, ResponseLimits
 from ._sync import generate, generate_batch, run
 from ._synth import BatchStream, CompletionStream, Synth
 from ._types import (
@@ -65,6 +65,7 @@ __all__ = [
     "Request",
     "ResponseTooLargeError",
     "Result",
+    "ResponseLimits",
     "RetryPolicy",
     "ServerError",
     "StreamCompleted",

@@ -95,8 +95,10 @@ class ResponseLimits:
     max_line_bytes: int = 1024 * 1024
     #: Bytes of the data of one server-sent event.
     max_event_bytes: int = 8 * 1024 * 1024
-    #: Seconds a server may stay silent mid-response before the connection is dropped
-    #: (``None``: only the call's timeout applies).
+    #: Seconds a server may stay silent once its answer has started (headers in)
+    #: before the connection is dropped; waiting for the answer to start is bounded
+    #: by the call's timeout only (a non-streamed answer starts when it is complete).
+    #: ``None``: only the call's timeout applies.
     read_idle_timeout: float | None = 120.0
 
     def __post_init__(self) -> None:

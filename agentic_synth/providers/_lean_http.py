@@ -221,8 +221,10 @@ class _Conn(asyncio.Protocol):
             return
         idle = self.idle_timeout
         if idle is not None:
-            if self.paused:
-                self.last_read = now  # our reader is behind, not the server
+            if self.paused or not self.status:
+                # our reader is behind, or the answer has not started: a non-streamed
+                # answer may take minutes to start, and only the deadline bounds that
+                self.last_read = now
             elif now >= self.last_read + idle - _TIMER_SLACK:
                 self.abort(LeanHTTPError("timeout", f"read idle timeout: no byte for {idle:g} s"))
                 return

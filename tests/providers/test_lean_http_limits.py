@@ -318,17 +318,34 @@ async def test_trailers_are_not_mixed_into_the_headers() -> None:
 IDLE = ResponseLimits(read_idle_timeout=0.2)
 
 
-async def test_read_idle_timeout_waiting_for_the_head() -> None:
+async def test_read_idle_timeout_does_not_apply_before_the_answer_starts() -> None:
+    """A non-streamed answer may take long to start (the whole generation happens
+    first): only the deadline bounds the wait for the head; silence counts after it."""
+
+    async def late(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(r)
+        await asyncio.sleep(0.6)  # three idle limits of silence before the head
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()
+        await r.read()
+
     async def silent(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Server) -> None:
         await s.read_request(r)
         await r.read()  # until the client hangs up
 
+    async with serving(late) as server:
+        client = client_for(server, limits=IDLE)
+        try:
+            answer = await client.request("POST", "/", {}, b"", total=30)
+            assert (answer.status, answer.body) == (200, b"ok")
+        finally:
+            await client.aclose()
     async with serving(silent) as server:
         client = client_for(server, limits=IDLE)
         try:
             with pytest.raises(LeanHTTPError) as info:
-                await client.request("POST", "/", {}, b"", total=30)
-            assert info.value.reason == "timeout" and "idle" in str(info.value)
+                await client.request("POST", "/", {}, b"", total=0.5)
+            assert info.value.reason == "timeout" and "deadline" in str(info.value)
             await wait_for(lambda: server.open == 0)
             assert client.open_connections == 0
         finally:

@@ -221,7 +221,7 @@ def late_answer(kind: str, delay: float) -> Script:
     return script
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "openai-lean"])
+@pytest.mark.parametrize("kind", KINDS)
 async def test_read_idle_timeout_does_not_cut_a_slow_start(kind: str) -> None:
     # A non-streamed answer may take long to start: silence counts once it has.
     limits = ResponseLimits(read_idle_timeout=0.2)
