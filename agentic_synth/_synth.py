@@ -34,6 +34,7 @@ from ._log import get_logger
 from ._request import GenerationParams, Prompt, build_request
 from ._scheduler import InOrder, InputFeed, run_workers, single_error
 from ._spec import ModelSpec, default_models, parse_model
+from ._types import _FINISH_ALIASES as _FINISH
 from ._types import (
     Completion,
     Failure,
@@ -491,13 +492,14 @@ class Synth:
 def _completion(routed: Routed, latency: float) -> Completion:
     response = routed.response
     assert response is not None
+    raw = response.finish_reason
     return Completion(
         text=response.text,
         model=routed.model,
         usage=response.usage,
         latency=latency,
-        finish_reason=normalize_finish_reason(response.finish_reason),
-        raw_finish_reason=response.finish_reason,
+        finish_reason=_FINISH.get(raw) or normalize_finish_reason(raw),
+        raw_finish_reason=raw,
         attempts=routed.attempts,
         request_id=response.request_id,
         fallbacks=routed.fallbacks,

@@ -610,7 +610,7 @@ class Router:
         while True:
             for index in self._strategy(self._slots):
                 slot = self._slots[index]
-                if not self._eligible(slot, spent, self._clock()):
+                if spent and not self._eligible(slot, spent, self._clock()):
                     continue
                 tries = 0
                 while True:
