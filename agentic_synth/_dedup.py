@@ -7,13 +7,15 @@ cost nothing). Output dedup: a completion too close to an earlier one is flagged
 counted. Both use the compiled similarity index, one per batch unless the caller
 passes an index of their own to share across batches.
 
-Memory: the index holds every distinct text (that is its job). Beside it this
-module keeps 8 bytes per checked text (which input took which index position),
-the results of originals still in flight, and the last ``retain`` finished
-originals' results. A duplicate of an original whose result is no longer kept is
-sent after all (``dedup_prompts_resent``): a near-duplicate prompt costs one call
-rather than unbounded memory. A failed (or cancelled) original gives its claim
-back, so a shared index never blocks a prompt that never got an answer.
+Memory: the index holds every distinct text (that is its job). Beside it, prompt
+dedup keeps the originals still in flight and the last ``retain`` finished
+originals' results; output dedup keeps 8 bytes per output (which input took
+which index position, for ``near_duplicate_of``), beside the index's own ~275.
+A duplicate of an original whose result is no longer kept is sent after all
+(``dedup_prompts_resent``): a near-duplicate prompt costs one call rather than
+unbounded memory. A failed (or cancelled) original gives its claim
+back, so a shared index never blocks a prompt that never got an answer, and the
+near-duplicates waiting for it are sent themselves.
 """
 
 from __future__ import annotations
@@ -138,9 +140,9 @@ class PromptDedup:
         self._index = index
         self._metrics = metrics
         self._base = index.next_position
-        self._owners = _Owners(self._base)
         self._pending: dict[int, _Pending] = {}  # position -> original in flight
-        self._recent: OrderedDict[int, Completion] = OrderedDict()  # position -> result
+        # position -> (batch index, result) of the last ``retain`` finished originals
+        self._recent: OrderedDict[int, tuple[int, Completion]] = OrderedDict()
         self._retain = retain
 
     def claim(self, index: int, text: str) -> tuple[int, int | None]:
@@ -148,7 +150,6 @@ class PromptDedup:
         :meth:`abandon`) it. ``(position, earlier)``: a near-duplicate of the text at
         index position ``earlier``; get its result with :meth:`result_of`."""
         position, earlier = _claim(self._index, text)
-        self._owners.set(position, index)
         if earlier is None:
             self._pending[position] = _Pending(index)
         return position, earlier
@@ -159,16 +160,19 @@ class PromptDedup:
         pending.result = result
         pending.done.set()
         if isinstance(result, Completion):
-            self._recent[position] = result
+            self._recent[position] = (pending.index, result)
             if len(self._recent) > self._retain:
                 self._recent.popitem(last=False)
         else:
             self._index.remove(position)  # no answer: a later run may send it again
 
     def abandon(self, position: int) -> None:
-        """The original was cancelled before its result: give its claim back."""
-        if self._pending.pop(position, None) is not None:
+        """The original was cancelled before its result: give its claim back (and let
+        any duplicate waiting for it go and be sent itself)."""
+        pending = self._pending.pop(position, None)
+        if pending is not None:
             self._index.remove(position)
+            pending.done.set()
 
     async def result_of(self, earlier: int, index: int) -> Result | None:
         """This duplicate's result: the original's, marked as a reuse; ``None`` when
@@ -176,29 +180,29 @@ class PromptDedup:
         pending = self._pending.get(earlier)
         if pending is not None:
             await pending.done.wait()
-            assert pending.result is not None
+            if not isinstance(pending.result, Completion):
+                # the original failed or was cancelled: this input gets its own try
+                # (one transient failure must not fail every near-duplicate with it)
+                return None
             original, result = pending.index, pending.result
         else:
-            owner = self._owners.get(earlier)
             kept = self._recent.get(earlier)
-            if owner is None and earlier < self._base:
-                return Failure(
-                    DuplicatePromptError(
-                        f"near-duplicate of the text at position {earlier} of the shared "
-                        "index, from an earlier batch; not sent (pass dedup_prompts=None "
-                        "to send it)",
-                        position=earlier,
-                    ),
-                    index=index,
-                )
-            if owner is None or kept is None:
-                self._metrics.dedup_prompts_resent += 1
+            if kept is None:
+                if earlier < self._base:
+                    return Failure(
+                        DuplicatePromptError(
+                            f"near-duplicate of the text at position {earlier} of the shared "
+                            "index, from an earlier batch; not sent (pass dedup_prompts=None "
+                            "to send it)",
+                            position=earlier,
+                        ),
+                        index=index,
+                    )
+                self._metrics.dedup_prompts_resent += 1  # its result is no longer kept
                 return None
             self._recent.move_to_end(earlier)
-            original, result = owner, kept
+            original, result = kept
         self._metrics.dedup_prompts_skipped += 1
-        if isinstance(result, Failure):
-            return Failure(result.error, index=index, model=result.model, attempts=0)
         return Completion(
             text=result.text,
             model=result.model,

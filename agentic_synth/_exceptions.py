@@ -38,14 +38,17 @@ __all__ = [
 # Anything that looks like a bearer secret: sk-..., sk-ant-..., long opaque tokens after
 # "key", and a key a server masked but for its ends ("sk-pr****wxyz").
 _SECRET_RE = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{6,}|(?i:api[_-]?key)[\"'=:\s]+[A-Za-z0-9_\-]{8,}"
-    r"|[A-Za-z0-9_\-]{0,12}\*{4,}[A-Za-z0-9_\-]{1,8})"
+    r"(\bsk-[A-Za-z0-9_\-]{6,}|(?i:api[_-]?key)[\"'=:\s]+[A-Za-z0-9_\-]{8,}"
+    r"|\b[A-Za-z0-9_\-]{0,12}\*{4,64}[A-Za-z0-9_\-]{1,8})"
 )
 
 
 #: A run of at least this many characters of a secret is masked wherever it appears
 #: (a server echoing "sk-proj-****wxyz" or the first part of a key gives part of it away).
 _PART = 6
+#: Characters of a text that are kept and redacted; the rest is cut. Messages are
+#: for people and logs, and a server's 64 MB error body must not cost seconds.
+_REDACT_MAX = 4096
 
 
 def _variants(secret: str) -> set[str]:
@@ -67,14 +70,17 @@ def redact(text: str, *secrets: str | None) -> str:
     replaced by ``***``: this catches the key itself, its escaped forms, and the
     prefixes or suffixes servers quote back in their error messages.
     """
+    if len(text) > _REDACT_MAX:
+        text = text[:_REDACT_MAX] + "...[cut]"
     grams: set[str] = set()
     for secret in secrets:
         if not secret:
             continue
         for form in _variants(secret):
             if len(form) < _PART:
-                if form.strip() and form in text:
-                    text = text.replace(form, "***")
+                # too short to mask in part: only where it stands as a word of its own
+                if form.strip():
+                    text = re.sub(rf"(?<![\w-]){re.escape(form)}(?![\w-])", "***", text)
                 continue
             grams.update(form[i : i + _PART] for i in range(len(form) - _PART + 1))
     if grams and len(text) >= _PART:

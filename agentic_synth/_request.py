@@ -66,13 +66,16 @@ class GenerationParams:
             raise InvalidRequestError(
                 f"max_tokens must be > 0, got {self.max_tokens}; pass e.g. max_tokens=512"
             )
-        if self.temperature is not None and not (0.0 <= self.temperature <= 2.0):
-            raise InvalidRequestError(f"temperature must be in [0, 2], got {self.temperature!r}")
-        if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
-            raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
+        t, top_p, timeout = self.temperature, self.top_p, self.timeout
+        if t is not None and not (_is_number(t) and 0.0 <= t <= 2.0):
+            raise InvalidRequestError(f"temperature must be a number in [0, 2], got {t!r}")
+        if top_p is not None and not (_is_number(top_p) and 0.0 < top_p <= 1.0):
+            raise InvalidRequestError(f"top_p must be a number in (0, 1], got {top_p!r}")
+        if timeout is not None and not (
+            _is_number(timeout) and timeout > 0 and math.isfinite(timeout)
+        ):
             raise InvalidRequestError(
-                f"timeout must be a positive number of seconds, got {self.timeout!r}"
+                f"timeout must be a positive number of seconds, got {timeout!r}"
             )
         if self.system is not None and not isinstance(self.system, str):
             raise InvalidRequestError(f"system must be a string, got {type(self.system).__name__}")
@@ -80,6 +83,10 @@ class GenerationParams:
             raise InvalidRequestError("json_schema must be a JSON Schema given as a dict")
         if self.extra is not None and not isinstance(self.extra, Mapping):
             raise InvalidRequestError("extra must be a dict of provider-specific body fields")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_stop(stop: object) -> tuple[str, ...]:

@@ -116,10 +116,11 @@ class InOrder(Generic[R]):
         self._flushing = True
         try:
             while self.next_index in self.pending:
-                nxt = self.pending.pop(self.next_index)
-                pending = self._emit(self.next_index, nxt)
+                # stays in ``pending`` until emitted: a stop mid-emit leaves it a leftover
+                pending = self._emit(self.next_index, self.pending[self.next_index])
                 if pending is not None:
                     await pending
+                del self.pending[self.next_index]
                 self.next_index += 1
                 room, self._room = self._room, anyio.Event()
                 room.set()

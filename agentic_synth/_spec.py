@@ -67,8 +67,8 @@ def split_model_name(text: str) -> tuple[str, str]:
     if sep:
         raise ConfigurationError(
             f"unknown provider {provider.strip()!r} in model {text!r}; use one of "
-            f"{', '.join(KNOWN_PROVIDERS)}, as in 'anthropic:claude-haiku-4-5' or "
-            f"'openai:{name.strip() or 'MODEL'}' (any OpenAI-compatible server)"
+            f"{', '.join(KNOWN_PROVIDERS)}, as in 'anthropic:claude-haiku-4-5', or "
+            f"'openai:{bare}' for an OpenAI-compatible server (Ollama, vLLM, ...)"
         )
     raise ConfigurationError(
         f"model {text!r} has no provider; write it as 'provider:model', e.g. "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -318,8 +319,8 @@ class Synth:
             async def plain(index: int, item: Prompt) -> Result:
                 try:
                     request = build_request(item, params)
-                except InvalidRequestError as exc:
-                    return Failure(exc, index=index)
+                except Exception as exc:
+                    return _unbuildable(exc, index)
                 return await send(router, request, index)
 
             return plain
@@ -327,8 +328,8 @@ class Synth:
         async def process(index: int, item: Prompt) -> Result:
             try:
                 request = build_request(item, params)
-            except InvalidRequestError as exc:
-                return Failure(exc, index=index)
+            except Exception as exc:
+                return _unbuildable(exc, index)
             claim: int | None = None
             if prompt_dedup is not None:
                 position, earlier = prompt_dedup.claim(index, request.prompt_text())
@@ -388,7 +389,9 @@ class Synth:
                 results.extend([None] * (index + 1 - len(results)))
             results[index] = result
 
-        await run_workers(feed, process, store, concurrency=self._workers_for(inputs))
+        await run_workers(
+            feed, process, store, concurrency=self._workers_for(inputs), admit=router.admit
+        )
         missing = [i for i, r in enumerate(results) if r is None]
         if missing or len(results) != feed.count:
             raise SynthError(f"internal error: no result for inputs {missing[:10]}")
@@ -426,6 +429,7 @@ class Synth:
             feed,
             self._make_processor(router, call_params, dedup),
             self._workers_for(inputs),
+            admit=router.admit,
             ordered=ordered,
         )
 
@@ -489,6 +493,15 @@ class Synth:
         )
 
 
+def _unbuildable(exc: Exception, index: int) -> Failure:
+    """An input that cannot even become a request is that input's failure, whatever
+    went wrong (a field of the wrong type must not stop a million-item batch)."""
+    if not isinstance(exc, InvalidRequestError):
+        log.error("unexpected_input_error", index=index, error=repr(exc), exc_info=exc)
+        exc = InvalidRequestError(f"input {index} cannot be sent: {type(exc).__name__}: {exc}")
+    return Failure(exc, index=index)
+
+
 def _completion(routed: Routed, latency: float) -> Completion:
     response = routed.response
     assert response is not None
@@ -544,11 +557,13 @@ class _BatchState:
     """What the batch's background task shares with its BatchStream (not the
     stream itself, so dropping the stream can stop the task)."""
 
-    __slots__ = ("failure", "scope")
+    __slots__ = ("failure", "scope", "unsent")
 
     def __init__(self) -> None:
         self.scope = anyio.CancelScope()
         self.failure: BaseException | None = None
+        #: Results whose hand-over was interrupted (the batch stopped meanwhile).
+        self.unsent: list[tuple[int, Result]] = []
 
 
 async def _run_batch(
@@ -558,15 +573,24 @@ async def _run_batch(
     process: Callable[[int, Prompt], Any],
     concurrency: int,
     in_order: InOrder[Result] | None,
+    admit: Callable[[], Awaitable[None]],
 ) -> None:
+    async def deliver(index: int, result: Result) -> None:
+        try:
+            await send.send((index, result))
+        except BaseException:
+            state.unsent.append((index, result))  # finished, not handed out: a leftover
+            raise
+
     with state.scope:
         async with send:
             try:
                 await run_workers(
                     feed,
                     process,
-                    lambda i, r: send.send((i, r)),
+                    deliver,
                     concurrency=concurrency,
+                    admit=admit,
                     in_order=in_order,
                 )
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -589,6 +613,7 @@ class BatchStream:
         process: Callable[[int, Prompt], Any],
         concurrency: int,
         *,
+        admit: Callable[[], Awaitable[None]],
         ordered: bool = False,
     ) -> None:
         send: MemoryObjectSendStream[Any]
@@ -598,13 +623,18 @@ class BatchStream:
         self._state = _BatchState()
         self._finished = False
         self._unread: list[tuple[int, Result]] = []
+        #: The last indices handed out: a result taken just as its sender was cancelled
+        #: is both handed out and in ``unsent``; leftovers() must not repeat it.
+        self._handed: deque[int] = deque(maxlen=4 * concurrency + 8)
         self._feed = feed
         self._in_order: InOrder[Result] | None = (
             InOrder(feed, lambda i, r: send.send((i, r)), window=4 * concurrency)
             if ordered
             else None
         )
-        tg.start_soon(_run_batch, self._state, send, feed, process, concurrency, self._in_order)
+        tg.start_soon(
+            _run_batch, self._state, send, feed, process, concurrency, self._in_order, admit
+        )
 
     def __aiter__(self) -> Self:
         return self
@@ -628,6 +658,7 @@ class BatchStream:
         if item is _DONE:
             self._finished = True
             raise StopAsyncIteration
+        self._handed.append(item[0])
         return item  # type: ignore[no-any-return]
 
     def leftovers(self) -> list[tuple[int, Result]]:
@@ -635,7 +666,10 @@ class BatchStream:
         handed out (waiting in the buffer, or held back in ``ordered=True`` mode until
         an earlier input finished), by input index, so an interrupted job can keep them."""
         held = [] if self._in_order is None else self._in_order.leftovers()
-        return sorted(self._unread + held, key=lambda pair: pair[0])
+        by_index = dict(self._unread + self._state.unsent + held)  # one entry per index
+        for index in self._handed:
+            by_index.pop(index, None)
+        return sorted(by_index.items())
 
     async def aclose(self) -> None:
         self._stop()

@@ -48,13 +48,27 @@ async def test_near_duplicate_prompts_are_not_sent_and_reuse_the_result() -> Non
     assert m.requests == 3  # only the distinct prompts were sent
 
 
-async def test_duplicates_of_a_failed_input_get_its_error() -> None:
+async def test_duplicates_waiting_for_a_failed_original_are_sent_themselves() -> None:
+    """One transient failure of the original must not fail its near-duplicates:
+    each gets its own try (here the fault is permanent, so each fails on its own)."""
     models = [sim(fault_500=1.0, latency=0.01)]
     async with Synth(models, retry=RetryPolicy(max_attempts=1)) as synth:
         results = await synth.generate_batch([BASE, BASE], dedup_prompts=0.9, max_tokens=8)
+        m = synth.metrics()
     assert all(isinstance(r, Failure) for r in results)
     assert [r.index for r in results] == [0, 1]
-    assert synth.metrics().requests == 1  # the duplicate waited for the original
+    assert all(r.attempts == 1 for r in results)  # both were sent
+    assert m.requests == 2 and m.dedup_prompts_skipped == 0
+
+
+async def test_a_duplicate_waits_for_its_original_and_reuses_its_answer() -> None:
+    async with Synth([sim(latency=0.01)]) as synth:
+        results = await synth.generate_batch([BASE, BASE], dedup_prompts=0.9, max_tokens=8)
+        m = synth.metrics()
+    first, second = results
+    assert isinstance(first, Completion) and isinstance(second, Completion)
+    assert second.duplicate_of == 0 and second.text == first.text
+    assert m.requests == 1  # the duplicate waited for the original in flight
 
 
 async def test_a_failed_original_gives_its_claim_back_to_a_shared_index() -> None:

@@ -437,3 +437,57 @@ async def test_finish_reasons_are_the_same_for_every_provider() -> None:
         whole = await synth.generate("Hi", max_tokens=2000)
     assert (cut.finish_reason, cut.raw_finish_reason) == ("length", "max_tokens")
     assert (whole.finish_reason, whole.raw_finish_reason) == ("stop", "end_turn")
+
+
+async def test_an_input_with_a_wrongly_typed_field_fails_alone() -> None:
+    """Before: {"temperature": "0.7"} raised TypeError out of the worker and killed
+    the whole batch."""
+    inputs: list[object] = [f"p{i}" for i in range(20)]
+    inputs[3] = {"prompt": "x", "temperature": "0.7"}
+    inputs[7] = {"prompt": "x", "top_p": [1]}
+    async with Synth([sim()], max_concurrency=4) as synth:
+        results = await synth.generate_batch(inputs, max_tokens=4)  # type: ignore[arg-type]
+    assert [r.ok for r in results].count(False) == 2
+    assert isinstance(results[3], Failure) and "temperature" in results[3].message
+    assert isinstance(results[3].error, InvalidRequestError)
+    assert isinstance(results[7], Failure) and "top_p" in results[7].message
+
+
+async def test_a_stopped_job_keeps_every_finished_result_as_a_leftover() -> None:
+    """Every key rejected mid-batch with a slow consumer: results that had finished
+    but were still being handed over were dropped before."""
+    from agentic_synth._types import ProviderResponse, Usage
+
+    class FailsLater:
+        name = "sim"
+        calls = 0
+
+        async def complete(self, model: str, request: object) -> ProviderResponse:
+            FailsLater.calls += 1
+            await anyio.lowlevel.checkpoint()
+            if FailsLater.calls > 12:
+                raise agentic_synth.AuthenticationError("invalid x-api-key", status=401)
+            return ProviderResponse("ok", "end_turn", Usage(1, 1))
+
+        async def aclose(self) -> None:
+            return None
+
+    import agentic_synth._synth as synth_module
+
+    synth = Synth([sim()], max_concurrency=4, breaker=BreakerConfig(cooldown=0.01))
+    original = synth_module.create_provider
+    synth_module.create_provider = lambda spec, **kw: FailsLater()  # type: ignore[assignment]
+    delivered: dict[int, object] = {}
+    try:
+        async with synth:
+            stream = synth.iter_batch([f"p{i}" for i in range(100)], max_tokens=4)
+            with pytest.raises(ConfigurationError):
+                async for index, result in stream:
+                    delivered[index] = result
+                    await anyio.wait_all_tasks_blocked()  # slow consumer
+            leftovers = dict(stream.leftovers())
+    finally:
+        synth_module.create_provider = original
+    assert not set(delivered) & set(leftovers)  # nothing handed out twice
+    answered = [r for r in [*delivered.values(), *leftovers.values()] if r.ok]  # type: ignore[attr-defined]
+    assert len(answered) == 12  # every answered input was delivered or is a leftover

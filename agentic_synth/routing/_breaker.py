@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "Ticket"]
+__all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker", "Ticket", "Trip"]
 
 #: Buckets in the sliding window ring: 60 gives one-second buckets for a 60 s window.
 _BUCKETS = 60
@@ -34,6 +34,17 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class Trip(StrEnum):
+    """What :meth:`CircuitBreaker.trip` did."""
+
+    OPENED = "opened"
+    #: It was open already (tripped by faults, or by a call of the same wave): it now
+    #: stays open at least as long as asked.
+    EXTENDED = "extended"
+    #: The call was admitted before the breaker last changed state: its verdict is stale.
+    STALE = "stale"
 
 
 class Ticket(NamedTuple):
@@ -106,10 +117,11 @@ class BreakerConfig:
 
     The first six fields drive each model's :class:`CircuitBreaker` (provider
     faults: 5xx, 529, timeouts, connection failures). The last four apply the
-    failure policy's ``COOLDOWN`` (:mod:`._policy`): ``auth_failures`` 401/403s
-    (or ``unreachable_failures`` failed connections) in a row with no success in
-    between take a deployment out for ``cooldown``; an exhausted quota, an unknown
-    model or a redirect takes it out for ``long_cooldown``. Checked when built.
+    failure policy's ``COOLDOWN`` (:mod:`._policy`): ``auth_failures`` 401s,
+    ``forbidden_failures`` 403s, or ``unreachable_failures`` failed connections
+    spread over at least ``unreachable_after`` seconds, in a row with no success in
+    between, take a deployment out for ``cooldown``; an exhausted quota, an
+    unknown model or a redirect takes it out for ``long_cooldown``. Checked when built.
     """
 
     failure_threshold: int = 5
@@ -119,7 +131,9 @@ class BreakerConfig:
     cooldown: float = 60.0
     half_open_probes: int = 1
     auth_failures: int = 3
+    forbidden_failures: int = 10
     unreachable_failures: int = 3
+    unreachable_after: float = 2.0
     long_cooldown: float = 600.0
 
     def __post_init__(self) -> None:
@@ -131,13 +145,12 @@ class BreakerConfig:
             self.cooldown,
             self.half_open_probes,
         )
-        for name in ("auth_failures", "unreachable_failures"):
+        for name in ("auth_failures", "forbidden_failures", "unreachable_failures"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
-        _check(
-            _is_seconds(self.long_cooldown),
-            f"long_cooldown must be a number of seconds >= 0, got {self.long_cooldown!r}",
-        )
+        for name in ("long_cooldown", "unreachable_after"):
+            value = getattr(self, name)
+            _check(_is_seconds(value), f"{name} must be a number of seconds >= 0, got {value!r}")
 
     def breaker_settings(self) -> dict[str, Any]:
         """The keyword arguments of :class:`CircuitBreaker` (the first six fields)."""
@@ -283,22 +296,26 @@ class CircuitBreaker:
         """
         return self._take_probe(ticket)
 
-    def trip(self, ticket: Ticket, cooldown: float) -> bool:
-        """Open now for ``cooldown`` seconds whatever the counts (the failure policy took
-        the deployment out: a rejected key, an exhausted quota). A verdict on a call
-        admitted before the breaker last changed state is stale and ignored, as is a
-        trip while already open. Returns whether it opened.
+    def trip(self, ticket: Ticket, cooldown: float) -> Trip:
+        """Take the model out for ``cooldown`` seconds whatever the counts (the failure
+        policy's COOLDOWN: a rejected key, an exhausted quota).
+
+        Open already: it stays open at least ``cooldown`` from now. Otherwise a
+        verdict on a call admitted before the breaker last changed state is stale
+        and ignored.
         """
-        if ticket.epoch != self._epoch or self._state is BreakerState.OPEN:
-            self._take_probe(ticket)
-            return False
         self._take_probe(ticket)
         now = self._clock()
+        if self.state is BreakerState.OPEN:
+            self._reopens_at = max(self._reopens_at, now + cooldown)
+            return Trip.EXTENDED
+        if ticket.epoch != self._epoch:
+            return Trip.STALE
         self._opened_at = now
         self._reopens_at = now + cooldown
         self._times_opened += 1
         self._transition(BreakerState.OPEN)
-        return True
+        return Trip.OPENED
 
     @property
     def probing(self) -> bool:

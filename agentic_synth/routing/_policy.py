@@ -34,6 +34,7 @@ from .._exceptions import (
     BadRequestError,
     NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     PoolTimeoutError,
     ProviderError,
     QuotaExceededError,
@@ -74,10 +75,15 @@ class ErrorKind(StrEnum):
     NOT_FOUND = "not_found"
     #: 3xx: the base URL points somewhere else.
     REDIRECT = "redirect"
-    #: 401/403: the key is wrong, or may not do this (this model, this content).
+    #: 401: the key is missing or wrong.
     AUTH = "auth"
+    #: 403: not allowed: this prompt (a gateway's content block), or this key for this model.
+    FORBIDDEN = "forbidden"
     #: 400/413/422: the request itself is wrong.
     BAD_REQUEST = "bad_request"
+    #: The request's own deadline ran out during a call whose timeout was cut to it:
+    #: our budget, not the provider's fault.
+    DEADLINE = "deadline"
 
 
 class Situation(StrEnum):
@@ -126,7 +132,9 @@ _TABLE: dict[ErrorKind, tuple[Outcome, Outcome, Outcome, Outcome, Outcome]] = {
     ErrorKind.NOT_FOUND:    (_C,        _C,         _C,           _C,      _S),
     ErrorKind.REDIRECT:     (_C,        _C,         _C,           _C,      _S),
     ErrorKind.AUTH:         (_I,        _I,         _I,           _C,      _S),
+    ErrorKind.FORBIDDEN:    (_I,        _I,         _I,           _C,      _S),
     ErrorKind.BAD_REQUEST:  (_I,        _I,         _I,           _I,      _I),
+    ErrorKind.DEADLINE:     (_I,        _I,         _I,           _I,      _I),
 }
 # fmt: on
 
@@ -141,9 +149,12 @@ POLICY: dict[tuple[ErrorKind, Situation], Outcome] = {
 
 #: Kinds whose repeats are counted per deployment: ``REPEATED`` applies once a
 #: deployment has failed this way ``BreakerConfig.<field>`` times in a row with no
-#: success in between. One 403 is a blocked prompt; a run of them is a bad key.
+#: success in between (for UNREACHABLE, spread over ``unreachable_after`` seconds
+#: too, so one blip of a wave of concurrent requests is not enough). One 403 is a
+#: blocked prompt; a long run of them, a key without access.
 STREAK_KINDS: dict[ErrorKind, str] = {
     ErrorKind.AUTH: "auth_failures",
+    ErrorKind.FORBIDDEN: "forbidden_failures",
     ErrorKind.UNREACHABLE: "unreachable_failures",
 }
 
@@ -157,6 +168,8 @@ REJECTED_AFTER: dict[ErrorKind, int | None] = {
     ErrorKind.QUOTA: 2,
     ErrorKind.NOT_FOUND: 2,
     ErrorKind.REDIRECT: 2,
+    # a deployment that has served may be blocking prompts, not refusing the key
+    ErrorKind.FORBIDDEN: None,
     ErrorKind.UNREACHABLE: None,
 }
 
@@ -165,6 +178,7 @@ _CLASSES: tuple[tuple[type[ProviderError], ErrorKind], ...] = (
     (QuotaExceededError, ErrorKind.QUOTA),
     (RedirectError, ErrorKind.REDIRECT),
     (NotFoundError, ErrorKind.NOT_FOUND),
+    (PermissionDeniedError, ErrorKind.FORBIDDEN),
     (AuthenticationError, ErrorKind.AUTH),
     (BadRequestError, ErrorKind.BAD_REQUEST),
     (PoolTimeoutError, ErrorKind.CLIENT_SIDE),
@@ -180,8 +194,14 @@ _CLASSES: tuple[tuple[type[ProviderError], ErrorKind], ...] = (
 _USUALLY_RETRIED = frozenset({ErrorKind.TRANSIENT, ErrorKind.THROTTLED, ErrorKind.CLIENT_SIDE})
 
 
-def classify(error: ProviderError) -> ErrorKind:
-    """The kind of ``error``, from its class and the server's ``x-should-retry``."""
+def classify(error: ProviderError, *, cut_short: bool = False) -> ErrorKind:
+    """The kind of ``error``, from its class and the server's ``x-should-retry``.
+
+    ``cut_short``: the call's timeout had been cut to what was left of the
+    request's deadline, so a timeout is the deadline's, not the provider's.
+    """
+    if cut_short and isinstance(error, APITimeoutError):
+        return ErrorKind.DEADLINE
     kind = next((k for cls, k in _CLASSES if isinstance(error, cls)), None)
     if kind is None:  # a ProviderError subclass of someone else's
         kind = ErrorKind.TRANSIENT if error.retryable else ErrorKind.BAD_REQUEST

@@ -33,7 +33,7 @@ from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Us
 from ..monitor import Metrics
 from ..providers import Provider
 from ._backoff import RetryPolicy
-from ._breaker import BreakerConfig, BreakerState, CircuitBreaker, Ticket
+from ._breaker import BreakerConfig, BreakerState, CircuitBreaker, Ticket, Trip
 from ._policy import (
     REJECTED_AFTER,
     STREAK_KINDS,
@@ -58,15 +58,40 @@ _Events = AsyncIterator[_Event]
 log = get_logger("agentic_synth.routing")
 
 _EWMA_ALPHA = 0.2
+#: A call whose timeout was cut to the request's deadline and that failed this close to
+#: it (timers fire a little early or late) ran out of the request's time.
+_DEADLINE_SLACK = 0.05
+#: Seconds closing one provider's connections may take.
+_CLOSE_SECONDS = 5.0
 #: ``throttled_until`` of a deployment no 429 has asked to wait.
 _NEVER = -math.inf
-#: Longest random extra wait (seconds) added to a timed wait for a deployment.
-_MAX_JITTER = 0.5
+#: Longest random extra wait (seconds) added to a timed wait for a deployment; the
+#: jitter is up to 10% of the wait, so waiters of a long cooldown come back spread out.
+_MAX_JITTER = 30.0
+#: ``spent`` mark of a deployment a request must not try again (the policy took it
+#: out because of this request's answer).
+_BARRED = -1
+#: Kinds that say nothing about the provider's health: no breaker verdict.
+_NO_VERDICT = frozenset(
+    {
+        ErrorKind.DEADLINE,
+        ErrorKind.CLIENT_SIDE,
+        ErrorKind.UNREACHABLE,
+        # up, but not for this key or prompt: the policy's streak decides, and a probe
+        # refused so must not let every waiting request in
+        ErrorKind.AUTH,
+        ErrorKind.FORBIDDEN,
+    }
+)
+#: Kinds whose COOLDOWN does not bar the deployment for the request that caused it:
+#: a host that went away may come back within the request's deadline.
+_WAIT_FOR_RETURN = frozenset({ErrorKind.UNREACHABLE})
 #: Kinds whose cooldown is ``BreakerConfig.long_cooldown``: nothing changes soon.
 _LONG_OUT = frozenset({ErrorKind.QUOTA, ErrorKind.NOT_FOUND, ErrorKind.REDIRECT})
 #: What a deployment taken out for each kind cannot do, for messages.
 _OUT_REASONS = {
     ErrorKind.AUTH: "its API key was rejected",
+    ErrorKind.FORBIDDEN: "every request was refused (403 permission denied)",
     ErrorKind.QUOTA: "its account is out of credit or quota",
     ErrorKind.NOT_FOUND: "the model was not found at its base URL",
     ErrorKind.REDIRECT: "its base URL redirects elsewhere",
@@ -103,9 +128,11 @@ class _Slot:
         "out_kind",
         "out_strikes",
         "provider",
+        "reported",
         "semaphore",
         "served",
         "spec",
+        "streak_since",
         "streaks",
         "throttled_until",
         "weight",
@@ -131,6 +158,10 @@ class _Slot:
         self.served = False
         #: Failures in a row of the kinds the policy counts (STREAK_KINDS), no success between.
         self.streaks: dict[ErrorKind, int] = {}
+        #: When each of those runs started.
+        self.streak_since: dict[ErrorKind, float] = {}
+        #: Whether its host was reported unreachable (once, until it answers again).
+        self.reported = False
         #: Why the policy last took it out of rotation (cleared by a success), and how
         #: many times in a row for that reason.
         self.out_kind: ErrorKind | None = None
@@ -247,6 +278,9 @@ class Router:
                 )
             )
         self.transitions: list[tuple[float, str, str, str]] = []
+        #: While no deployment can serve before a request's deadline: new inputs wait
+        #: (see :meth:`admit`) instead of each failing at once.
+        self._paused_until = _NEVER
         metrics.model_probes.append(self._model_state)
 
     # -- introspection -------------------------------------------------------------
@@ -354,8 +388,10 @@ class Router:
         if slot.out_kind is not None or slot.streaks or not slot.served:
             slot.served = True
             slot.streaks.clear()
+            slot.streak_since.clear()
             slot.out_kind = None
             slot.out_strikes = 0
+            slot.reported = False
         latency = self._clock() - adm.started
         if slot.limiter is not None:
             if adm.reservation is not None:
@@ -384,16 +420,13 @@ class Router:
         self._release_ticket(adm.slot, adm.ticket)
 
     def _book_failure(self, adm: _Admission, exc: ProviderError, kind: ErrorKind) -> None:
-        """Account for a failed call: breaker, limits, streaks, metrics (no decision)."""
+        """Account for a failed call: limits, streaks, metrics. The breaker's verdict
+        is given apart (:meth:`_breaker_verdict`), once the policy has decided."""
         slot = adm.slot
         self._leave(adm)
         exc.model = exc.model or slot.name
         slot.last_error = exc
         self._metrics.attempt_failed(slot.name, exc)
-        if exc.provider_fault:
-            slot.breaker.record_failure(adm.ticket, exc.retry_after)
-        else:
-            self._release_ticket(slot, adm.ticket)
         limiter = slot.limiter
         if limiter is not None:
             if kind is ErrorKind.THROTTLED:
@@ -414,7 +447,29 @@ class Router:
                 slot.throttled_until = until
                 log.warning("model_throttled", model=slot.name, seconds=exc.retry_after)
         if kind in STREAK_KINDS:
-            slot.streaks[kind] = slot.streaks.get(kind, 0) + 1
+            count = slot.streaks.get(kind, 0)
+            if not count:
+                slot.streak_since[kind] = self._clock()
+            slot.streaks[kind] = count + 1
+        if kind is ErrorKind.UNREACHABLE and not slot.reported:
+            slot.reported = True  # one clear line per host, at once
+            log.error("model_unreachable", model=slot.name, error=exc.message)
+
+    def _breaker_verdict(self, adm: _Admission, exc: ProviderError, kind: ErrorKind) -> None:
+        """Tell the breaker what the failed call says about the provider's health."""
+        breaker = adm.slot.breaker
+        if kind in _NO_VERDICT:
+            # our own budget ran out, or the host's reachability is judged by the
+            # failure policy's streak instead of the breaker
+            self._release_ticket(adm.slot, adm.ticket)
+        elif exc.provider_fault:
+            breaker.record_failure(adm.ticket, exc.retry_after)
+        elif exc.status is not None and kind is not ErrorKind.DO_NOT_RETRY:
+            # it answered (a 4xx, a 429): the server is up, whatever it thought of this
+            # request. A probe answered so closes the breaker.
+            breaker.record_success(adm.ticket)
+        else:
+            self._release_ticket(adm.slot, adm.ticket)
 
     def _situation(
         self,
@@ -426,10 +481,12 @@ class Router:
         tried: Sequence[str],
     ) -> tuple[Situation, float | None]:
         """Where this failure leaves the request; with the retry delay when one applies."""
+        now = self._clock()
         field = STREAK_KINDS.get(kind)
         if field is not None and slot.streaks.get(kind, 0) >= getattr(self._config, field):
-            return Situation.REPEATED, None
-        now = self._clock()
+            span = now - slot.streak_since.get(kind, now)
+            if kind is not ErrorKind.UNREACHABLE or span >= self._config.unreachable_after:
+                return Situation.REPEATED, None
         delay = self._retry.delay(tries, exc.retry_after, elapsed=now - progress.started)
         if (
             delay is None
@@ -450,8 +507,14 @@ class Router:
         cooldown = cfg.long_cooldown if kind in _LONG_OUT else cfg.cooldown
         if exc.retry_after is not None and math.isfinite(exc.retry_after):
             cooldown = max(cooldown, exc.retry_after)
-        if not slot.breaker.trip(ticket, cooldown):
-            return  # already out (a concurrent call of the same wave got here first)
+        trip = slot.breaker.trip(ticket, cooldown)
+        if trip is Trip.STALE:
+            return  # admitted before the breaker last changed: a newer verdict stands
+        # the next run of this kind starts afresh (one blocked prompt after the
+        # cooldown is not a second strike)
+        slot.streaks.pop(kind, None)
+        if trip is Trip.EXTENDED and slot.out_kind is kind:
+            return  # a call of the same wave got here first
         slot.out_strikes = slot.out_strikes + 1 if slot.out_kind is kind else 1
         slot.out_kind = kind
         log.error(
@@ -482,21 +545,28 @@ class Router:
         exc: ProviderError,
         tries: int,
         progress: _Progress,
+        spent: dict[str, tuple[int, bool]],
         tried: Sequence[str],
+        *,
+        cut_short: bool,
     ) -> float | None:
         """Settle a failed call by the failure policy: the delay before retrying this
         deployment, or None to move on to the next. Raises when the input (FAIL_INPUT)
         or the job (STOP_JOB) must end here."""
         slot = adm.slot
-        kind = classify(exc)
+        kind = classify(exc, cut_short=cut_short)
         self._book_failure(adm, exc, kind)
         progress.last_error = exc
         situation, delay = self._situation(slot, kind, exc, tries, progress, tried)
         outcome = decide(kind, situation)
         if outcome is Outcome.COOLDOWN:
             self._take_out(slot, adm.ticket, kind, exc)
+            if kind not in _WAIT_FOR_RETURN:
+                spent[slot.name] = (_BARRED, False)
             if all(s.rejected() for s in self._slots):
                 outcome = decide(kind, Situation.EVERY_DEPLOYMENT)
+        else:
+            self._breaker_verdict(adm, exc, kind)
         if outcome is Outcome.RETRY:
             return delay
         if outcome is Outcome.FAIL_INPUT:
@@ -524,7 +594,31 @@ class Router:
         if given_up is None:
             return True
         epoch, was_unavailable = given_up
+        if epoch == _BARRED:
+            return False
         return slot.breaker.epoch != epoch or (was_unavailable and slot.available(now))
+
+    def _next_wake(
+        self, now: float, spent: dict[str, tuple[int, bool]] | None
+    ) -> tuple[bool, float, bool]:
+        """``(available now, earliest time one may be, a probe's verdict is pending)``."""
+        wake = math.inf
+        probing = False
+        for slot in self._slots:
+            if spent is not None and spent.get(slot.name, (0, False))[0] == _BARRED:
+                continue
+            if slot.available(now):
+                if spent is None or self._eligible(slot, spent, now):
+                    return True, now, False  # freed while we walked the list: go again now
+                continue  # tried and given up on, and nothing changed: no use waiting
+            if slot.throttled_until > now:
+                wake = min(wake, slot.throttled_until)
+            reopen = slot.breaker.reopens_at()
+            if reopen is not None:
+                wake = min(wake, max(reopen, slot.throttled_until))
+            elif slot.breaker.probing:
+                probing = True  # its probe's verdict will wake us
+        return False, wake, probing
 
     async def _wait_for_a_deployment(
         self, progress: _Progress, spent: dict[str, tuple[int, bool]]
@@ -535,27 +629,44 @@ class Router:
         now = self._clock()
         if now >= progress.deadline_at:
             return False
-        wake = math.inf
-        probing = False
-        for slot in self._slots:
-            if slot.available(now):
-                if self._eligible(slot, spent, now):
-                    return True  # freed while we walked the list: go again now
-                continue  # tried and given up on, and nothing changed: no use waiting
-            if slot.throttled_until > now:
-                wake = min(wake, slot.throttled_until)
-            reopen = slot.breaker.reopens_at()
-            if reopen is not None:
-                wake = min(wake, max(reopen, slot.throttled_until))
-            elif slot.breaker.probing:
-                probing = True  # its probe's verdict will wake us
-        if not probing and wake > progress.deadline_at:
+        ready, wake, probing = self._next_wake(now, spent)
+        if ready:
+            return True
+        if not probing and (math.isinf(wake) or wake > progress.deadline_at):
+            if math.isfinite(wake) and not any(s.available(now) for s in self._slots):
+                self._pause(wake)
             return False
         seconds = min(wake, progress.deadline_at) - now
         if wake <= progress.deadline_at:
             seconds += self._rng.uniform(0.0, min(_MAX_JITTER, 0.1 * seconds))
         await self._wait_changed(max(0.0, seconds))
         return True
+
+    def _pause(self, until: float) -> None:
+        """No deployment can serve before requests' deadlines: hold new inputs."""
+        if until > self._paused_until:
+            if self._paused_until == _NEVER:
+                log.error(
+                    "job_paused",
+                    seconds=round(until - self._clock(), 1),
+                    reason="no model can take requests before their deadline; new inputs "
+                    "wait until one can (in-flight requests end with their errors)",
+                )
+            self._paused_until = until
+
+    async def admit(self) -> None:
+        """The scheduler's gate before each new input: waits while the job is paused
+        (no deployment can serve before a request's deadline), so a long outage costs
+        at most ``max_concurrency`` failed inputs instead of failing every one."""
+        while self._paused_until != _NEVER:
+            now = self._clock()
+            ready, wake, _ = self._next_wake(now, None)
+            if ready or now >= self._paused_until:
+                self._paused_until = _NEVER
+                if ready:
+                    log.warning("job_resumed")
+                return
+            await self._wait_changed(min(wake, self._paused_until) - now)
 
     async def _wait_changed(self, seconds: float) -> None:
         """Sleep ``seconds`` (on the router's clock), or less if a breaker changes."""
@@ -619,6 +730,10 @@ class Router:
                     except _Refused:
                         self._metrics.breaker_rejections += 1
                         break
+                    except ProviderError as exc:  # the deadline passed while waiting
+                        exc.attempts = routed.attempts
+                        routed.fallbacks = tuple(fallbacks)
+                        raise
                     try:
                         # after admission: time spent waiting for limits counts too
                         call = self._with_deadline(slot, request, progress)
@@ -631,7 +746,16 @@ class Router:
                         value = await attempt(slot, call)
                     except ProviderError as exc:
                         try:
-                            delay = self._after_failure(adm, exc, tries, progress, fallbacks)
+                            delay = self._after_failure(
+                                adm,
+                                exc,
+                                tries,
+                                progress,
+                                spent,
+                                fallbacks,
+                                cut_short=call is not request
+                                and self._clock() >= progress.deadline_at - _DEADLINE_SLACK,
+                            )
                         except BaseException as final:
                             if isinstance(final, ProviderError):
                                 final.attempts = routed.attempts
@@ -645,6 +769,8 @@ class Router:
                     except BaseException:
                         self._abandoned(adm)
                         raise
+                    if slot.name in fallbacks:  # back to a model it had given up on
+                        fallbacks.remove(slot.name)
                     if fallbacks:
                         self._metrics.fallbacks += 1
                     routed.model = slot.name
@@ -653,7 +779,8 @@ class Router:
                 if tries:
                     if slot.name not in fallbacks:
                         fallbacks.append(slot.name)
-                    spent[slot.name] = (slot.breaker.epoch, not slot.available(self._clock()))
+                    if spent.get(slot.name, (0, False))[0] != _BARRED:
+                        spent[slot.name] = (slot.breaker.epoch, not slot.available(self._clock()))
             if not await self._wait_for_a_deployment(progress, spent):
                 routed.fallbacks = tuple(fallbacks)
                 raise self._give_up(routed, progress)
@@ -714,7 +841,9 @@ class Router:
             if not settled:
                 settled = True
                 # book the failure (breaker, limits); text was delivered: no retry
-                self._book_failure(adm, exc, classify(exc))
+                kind = classify(exc)
+                self._book_failure(adm, exc, kind)
+                self._breaker_verdict(adm, exc, kind)
             exc.attempts = routed.attempts
             raise
         finally:
@@ -722,8 +851,16 @@ class Router:
                 self._abandoned(adm)
 
     async def aclose(self) -> None:
-        seen: set[int] = set()
-        for slot in self._slots:
-            if id(slot.provider) not in seen:
-                seen.add(id(slot.provider))
-                await slot.provider.aclose()
+        """Close every provider at once, each bounded in time (one that hangs cannot
+        keep the others open)."""
+        if self._model_state in self._metrics.model_probes:
+            self._metrics.model_probes.remove(self._model_state)
+        providers = list({id(s.provider): s.provider for s in self._slots}.values())
+
+        async def close(provider: Provider) -> None:
+            with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                await provider.aclose()
+
+        async with anyio.create_task_group() as tg:
+            for provider in providers:
+                tg.start_soon(close, provider)

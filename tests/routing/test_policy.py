@@ -49,10 +49,13 @@ EXPECTED: dict[ErrorKind, tuple[Outcome, ...]] = {
     K.QUOTA: (Do.COOLDOWN,) * 4 + (Do.STOP_JOB,),
     K.NOT_FOUND: (Do.COOLDOWN,) * 4 + (Do.STOP_JOB,),
     K.REDIRECT: (Do.COOLDOWN,) * 4 + (Do.STOP_JOB,),
-    # 401/403: one is that input's (a blocked prompt); a run of them is the key
+    # 401: that input fails; a run of them is the key: out, and stop if nothing can serve
     K.AUTH: (Do.FAIL_INPUT,) * 3 + (Do.COOLDOWN, Do.STOP_JOB),
-    # the request itself is wrong: only that input
+    # 403: a blocked prompt fails alone; a long run takes the deployment out
+    K.FORBIDDEN: (Do.FAIL_INPUT,) * 3 + (Do.COOLDOWN, Do.STOP_JOB),
+    # the request itself is wrong, or its own deadline ran out: only that input
     K.BAD_REQUEST: (Do.FAIL_INPUT,) * 5,
+    K.DEADLINE: (Do.FAIL_INPUT,) * 5,
 }
 
 
@@ -67,7 +70,7 @@ def test_each_row_of_the_policy(kind: ErrorKind) -> None:
 
 def test_only_deployment_wide_failures_can_stop_the_job() -> None:
     stoppers = {k for (k, _), o in POLICY.items() if o is Outcome.STOP_JOB}
-    assert stoppers == {K.AUTH, K.QUOTA, K.NOT_FOUND, K.REDIRECT, K.UNREACHABLE}
+    assert stoppers == {K.AUTH, K.FORBIDDEN, K.QUOTA, K.NOT_FOUND, K.REDIRECT, K.UNREACHABLE}
     assert all(s is Situation.EVERY_DEPLOYMENT for (_, s), o in POLICY.items() if o is Do.STOP_JOB)
 
 
@@ -86,7 +89,7 @@ def test_only_deployment_wide_failures_can_stop_the_job() -> None:
         (NotFoundError("no such model", status=404), K.NOT_FOUND),
         (RedirectError("moved", status=301), K.REDIRECT),
         (AuthenticationError("bad key", status=401), K.AUTH),
-        (PermissionDeniedError("blocked", status=403), K.AUTH),
+        (PermissionDeniedError("blocked", status=403), K.FORBIDDEN),
         (BadRequestError("too long", status=400), K.BAD_REQUEST),
         (BadRequestError("too large", status=413), K.BAD_REQUEST),
     ],
@@ -130,3 +133,16 @@ def test_a_foreign_provider_error_is_classified_by_its_retryable_flag() -> None:
 
     assert classify(Flaky("x")) is K.TRANSIENT
     assert classify(Broken("x")) is K.BAD_REQUEST
+
+
+def test_a_timeout_of_a_call_cut_to_the_deadline_is_the_deadline_s() -> None:
+    assert classify(APITimeoutError("slow"), cut_short=True) is K.DEADLINE
+    assert classify(APITimeoutError("slow")) is K.TRANSIENT
+    assert classify(ServerError("x", status=500), cut_short=True) is K.TRANSIENT
+
+
+def test_a_served_deployment_is_never_rejected_for_403s_or_lost_connections() -> None:
+    from agentic_synth.routing._policy import REJECTED_AFTER
+
+    assert REJECTED_AFTER[K.FORBIDDEN] is None and REJECTED_AFTER[K.UNREACHABLE] is None
+    assert all(REJECTED_AFTER[k] for k in (K.AUTH, K.QUOTA, K.NOT_FOUND, K.REDIRECT))
