@@ -75,7 +75,7 @@ def check_generation_arguments(args: argparse.Namespace) -> None:
     """The flag bounds the engine would otherwise report under its own parameter names."""
     check_range("--concurrency", args.concurrency, low=1)
     check_range("--max-tokens", args.max_tokens, low=1)
-    check_range("--temperature", args.temperature, low=0)  # the upper bound is the engine's
+    check_range("--temperature", args.temperature, low=0, high=2)
     check_range("--timeout", args.timeout, low=0, low_open=True)
 
 
