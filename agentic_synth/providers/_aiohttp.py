@@ -17,12 +17,27 @@ What aiohttp does not bound by itself is bounded here, per request and O(1):
 
 Redirects are never followed (a key must not travel to another host). Every
 aiohttp failure comes out as :class:`~._net.TransportError`.
+
+Opening a connection has ``connect_timeout`` seconds (default
+:data:`~._net.CONNECT_TIMEOUT`) when the deadline is further away; past them the
+failure is ``"connect"`` of kind ``"timeout"`` (``"proxy"`` through a proxy), an
+unreachable host rather than a slow answer.
+
+A request whose kept-alive connection turns out dead before any byte of the
+answer is sent again, once, on a new connection, as the lean client does (its
+module docstring says why that is safe for a POST); aiohttp itself resends only
+idempotent methods, and on any connection. Which connection a request got is
+known from the connector (:class:`_Connector`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
+import errno
+import functools
+import math
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -31,8 +46,13 @@ from typing import Any
 import aiohttp
 import yarl
 from aiohttp import http_exceptions
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from .._spec import ResponseLimits
+from . import _net
 from ._net import Proxy, TransportError
 
 __all__ = ["AiohttpOrigin", "AiohttpResponse", "SSEGuard", "to_transport_error"]
@@ -70,6 +90,86 @@ def to_transport_error(exc: BaseException) -> tuple[TransportError, BaseExceptio
     if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
         return TransportError("reset", "the server closed the connection"), cause
     return TransportError("reset", f"{type(exc).__name__}: {exc}".rstrip(": ")), cause
+
+
+#: How a connection dies under a request besides an orderly close (ServerDisconnectedError).
+_DROPPED = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether a request failed because the connection it was sent on died."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False  # never connected: nothing was sent
+    return isinstance(exc, ConnectionError) or (isinstance(exc, OSError) and exc.errno in _DROPPED)
+
+
+class _Handler(ResponseHandler):
+    """aiohttp's connection protocol, noting whether any byte came since :attr:`heard` was
+    last cleared: a reset after part of a head, or after an interim (1xx) answer,
+    reaches the request as the same error as one before any byte."""
+
+    heard = False
+
+    def data_received(self, data: bytes) -> None:
+        if data:
+            self.heard = True
+        super().data_received(data)
+
+
+def _new_handler(loop: asyncio.AbstractEventLoop) -> ResponseHandler:
+    return _Handler(loop)
+
+
+class _Attempt:
+    """One send of a request, as the connector saw it."""
+
+    __slots__ = ("fresh", "pooled")
+
+    def __init__(self) -> None:
+        #: Asked for a new connection, whatever the pool holds.
+        self.fresh = False
+        #: The connection it got from the pool (served an earlier request), if it did.
+        self.pooled: _Handler | None = None
+
+    def resendable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a pooled connection found dead before any of an answer."""
+        pooled = self.pooled
+        return pooled is not None and not pooled.heard and _dropped(exc)
+
+
+#: The send in progress in this task (aiohttp connects in the caller's task).
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+    "agentic_synth_aiohttp_attempt", default=None
+)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A connector that tells the current :class:`_Attempt` which connection it got from
+    the pool, and opens a new one when it asks for that.
+
+    Two of aiohttp's (3.14) internals, as no public hook can refuse a pooled connection
+    or see bytes before a head is whole: ``_get`` hands out pooled connections and
+    ``_factory`` makes the protocols. Should either change, no request is resent (the
+    tests of the resend fail); nothing else does.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._factory = functools.partial(_new_handler, self._loop)
+
+    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
+        attempt = _ATTEMPT.get()
+        if attempt is not None and attempt.fresh:
+            return None
+        conn = await super()._get(key, traces)
+        if conn is not None and attempt is not None:
+            proto = conn.protocol
+            if isinstance(proto, _Handler):
+                proto.heard = False  # what came before belonged to earlier answers
+                attempt.pooled = proto
+        return conn
 
 
 def _header_limit_hit(exc: BaseException) -> bool:
@@ -225,7 +325,14 @@ class AiohttpOrigin:
         proxy: Proxy | None,
         sse_guard: bool = False,
         skip_auto_headers: tuple[str, ...] = ("Accept-Encoding",),
+        connect_timeout: float | None = None,
     ) -> None:
+        if connect_timeout is None:
+            connect_timeout = _net.CONNECT_TIMEOUT
+        if not 0 < connect_timeout < math.inf:
+            raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
+        #: Seconds to open a connection (DNS, TCP, proxy, TLS), when the deadline allows.
+        self.connect_timeout = connect_timeout
         self.limits = limits
         self.proxy = proxy
         self._proxy_url = None if proxy is None else proxy.url
@@ -248,7 +355,7 @@ class AiohttpOrigin:
         if session is None or session.closed or self._loop is not loop:
             # A session (and our slots) belong to the loop they were made in.
             limits = self.limits
-            connector = aiohttp.TCPConnector(
+            connector = _Connector(
                 limit=self._max_connections,
                 ttl_dns_cache=300,
                 keepalive_timeout=30,
@@ -294,32 +401,54 @@ class AiohttpOrigin:
     ) -> AiohttpResponse:
         """Send one request; return once the answer's headers are in.
 
-        ``deadline`` (``time.monotonic()`` seconds) bounds all of it, body included.
+        ``deadline`` (``time.monotonic()`` seconds) bounds all of it, body included;
+        ``connect_timeout`` (the SDK's) may shorten the origin's own. Sent a second
+        time, on a new connection, only if a pooled connection died under it before
+        any of an answer (see the module docstring).
         """
         session = self._client()
         await self._slot(deadline)
+        if connect_timeout is None or connect_timeout > self.connect_timeout:
+            connect_timeout = self.connect_timeout
+        attempt = _Attempt()
+        token = _ATTEMPT.set(attempt)
         try:
-            total = None if deadline is None else deadline - time.monotonic()
-            if total is not None and total <= 0:
-                raise TransportError("timeout", "the deadline passed before sending")
-            timeout = aiohttp.ClientTimeout(total=total, sock_connect=connect_timeout)
-            try:
-                resp = await session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=timeout,
-                    proxy=self._proxy_url,
-                    proxy_headers=self._proxy_headers,
-                    allow_redirects=False,
+            while True:
+                total = None if deadline is None else deadline - time.monotonic()
+                if total is not None and total <= 0:
+                    raise TransportError("timeout", "the deadline passed before sending")
+                # The connect timeout only where it ends first: else the deadline says it.
+                connect = (
+                    None if total is not None and total <= connect_timeout else connect_timeout
                 )
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                error, cause = to_transport_error(exc)
-                raise error from cause
+                timeout = aiohttp.ClientTimeout(total=total, connect=connect)
+                try:
+                    resp = await session.request(
+                        method,
+                        url,
+                        data=body,
+                        headers=headers,
+                        timeout=timeout,
+                        proxy=self._proxy_url,
+                        proxy_headers=self._proxy_headers,
+                        allow_redirects=False,
+                    )
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    if attempt.resendable(exc) and (
+                        deadline is None or deadline > time.monotonic()
+                    ):
+                        attempt.fresh, attempt.pooled = True, None
+                        continue
+                    if connect is not None and isinstance(exc, aiohttp.ConnectionTimeoutError):
+                        raise self._no_answer(connect) from exc
+                    error, cause = to_transport_error(exc)
+                    raise error from cause
+                break
         except BaseException:
             self.slots.release()
             raise
+        finally:
+            _ATTEMPT.reset(token)
         idle = self.limits.read_idle_timeout
         conn = resp.connection
         if (
@@ -338,6 +467,14 @@ class AiohttpOrigin:
             if content_type.startswith("text/event-stream"):
                 guard = SSEGuard(self.limits.max_line_bytes, self.limits.max_event_bytes)
         return AiohttpResponse(self, resp, guard)
+
+    def _no_answer(self, seconds: float) -> TransportError:
+        """The connect timeout ran out with no connection made."""
+        if self.proxy is not None:
+            # The proxy, or the origin it tunnels to: it does not tell which.
+            detail = f"no connection through it in {seconds:g} s (no answer)"
+            return TransportError("connect", detail, kind="proxy")
+        return TransportError("connect", f"did not answer in {seconds:g} s", kind="timeout")
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

@@ -46,7 +46,10 @@ condition. Connecting uses happy eyeballs (RFC 8305, address families
 interleaved) for a host name: through ``loop.create_connection`` where the
 loop supports it, with this module's own staggered connect where it does not
 (uvloop). A failed connect is ``"connect"``, its :attr:`LeanHTTPError.kind`
-saying what failed.
+saying what failed. Connecting (all addresses, and the TLS handshake) has
+``connect_timeout`` seconds: a host that drops our packets shows as a connect
+failure of kind ``"timeout"`` then, not as a request that used up the call's
+whole ``total``; when ``total`` runs out first, the failure is ``"timeout"``.
 """
 
 from __future__ import annotations
@@ -82,8 +85,9 @@ Reason = Literal[
     "pool_timeout",
 ]
 #: What a ``"connect"`` failure was: name resolution, nothing listening, no route,
-#: the TLS handshake (certificate verification included), or anything else.
-ConnectKind = Literal["dns", "refused", "unreachable", "tls", "other"]
+#: the TLS handshake (certificate verification included), no answer within the
+#: connect timeout, or anything else.
+ConnectKind = Literal["dns", "refused", "unreachable", "tls", "timeout", "other"]
 
 #: Bytes a streaming reader may leave unread before the socket stops being read.
 _STREAM_HIGH_WATER = 1 << 18
@@ -106,6 +110,7 @@ class LeanHTTPError(Exception):
     def __init__(self, reason: Reason, detail: str, kind: ConnectKind | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason: Reason = reason
+        self.detail = detail
         self.kind: ConnectKind | None = kind
 
 
@@ -529,8 +534,9 @@ class LeanHTTPClient:
     ``limits`` bound what a response may make us hold (``None``: the defaults of
     :class:`~agentic_synth._spec.ResponseLimits`); ``happy_eyeballs_delay`` is the head
     start, in seconds, of each connect attempt over the next address (``None``:
-    one address after the other). Bound to the event loop of its first request
-    (like any asyncio transport).
+    one address after the other); ``connect_timeout`` bounds opening a connection
+    (``None``: :data:`~._net.CONNECT_TIMEOUT`). Bound to the event loop of its
+    first request (like any asyncio transport).
     """
 
     def __init__(
@@ -543,6 +549,7 @@ class LeanHTTPClient:
         ssl_context: ssl.SSLContext | None = None,
         limits: ResponseLimits | None = None,
         happy_eyeballs_delay: float | None = 0.25,
+        connect_timeout: float | None = None,
     ) -> None:
         if scheme not in ("http", "https"):
             raise ValueError(f"scheme must be http or https, got {scheme!r}")
@@ -550,6 +557,13 @@ class LeanHTTPClient:
             raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
         if happy_eyeballs_delay is not None and not happy_eyeballs_delay >= 0:
             raise ValueError(f"happy_eyeballs_delay must be >= 0, got {happy_eyeballs_delay!r}")
+        if connect_timeout is None:
+            # Here, not at the top: _net imports this module.
+            from ._net import CONNECT_TIMEOUT
+
+            connect_timeout = CONNECT_TIMEOUT
+        if not 0 < connect_timeout < float("inf"):
+            raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
         default_port = 443 if scheme == "https" else 80
         self._host = host
         self._port = port or default_port
@@ -560,6 +574,7 @@ class LeanHTTPClient:
         self._limits = limits or ResponseLimits()
         # An IP address has nothing to race (and connects faster without the machinery).
         self._eyeballs = None if _is_ip(host) else happy_eyeballs_delay
+        self._connect_timeout = connect_timeout
         self._native_eyeballs = False
         self._limit = max_connections
         self._idle: deque[_Conn] = deque()
@@ -654,14 +669,22 @@ class LeanHTTPClient:
                 waiter.set_result(None)
 
     async def _open(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> _Conn:
-        """Open a connection in a slot already counted in ``_opening``."""
+        """Open a connection in a slot already counted in ``_opening``.
+
+        Within ``connect_timeout``, or the call's deadline if that comes first.
+        """
+        limit = loop.time() + self._connect_timeout
+        own = deadline is None or limit < deadline
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(limit if own else deadline):
                 conn = await self._connect(loop)
         except BaseException as exc:
             self._opening -= 1
             self._grant_slots()
             if isinstance(exc, TimeoutError):
+                if own:
+                    detail = f"{self._origin}: did not answer in {self._connect_timeout:g} s"
+                    raise LeanHTTPError("connect", detail, "timeout") from None
                 raise LeanHTTPError("timeout", f"connecting to {self._origin} timed out") from None
             if isinstance(exc, OSError):
                 detail = f"{self._origin}: {type(exc).__name__}: {exc}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import re
 import socket
 import ssl
@@ -35,9 +36,11 @@ from ..streaming import SSELimitError
 from ._lean_http import LeanHTTPError
 
 __all__ = [
+    "CONNECT_TIMEOUT",
     "Proxy",
     "TransportError",
     "check_headers",
+    "connect_timeout_option",
     "env_proxy",
     "header_option",
     "is_loopback",
@@ -48,6 +51,12 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
+
+#: Seconds every transport gives opening a connection (DNS, TCP, proxy, TLS) when the
+#: call's deadline is further away. Without it a host that drops our packets holds
+#: each attempt for the model's whole ``timeout`` (600 s by default) and then reads as
+#: a slow answer; with it, it reads as :class:`UnreachableError` after this long.
+CONNECT_TIMEOUT = 30.0
 
 Reason = Literal[
     "connect",
@@ -202,6 +211,21 @@ def header_option(options: Mapping[str, Any], where: str) -> dict[str, str]:
     return headers
 
 
+def connect_timeout_option(options: Mapping[str, Any], where: str) -> float:
+    """``options["connect_timeout"]``: seconds to open a connection, checked now.
+
+    Default :data:`CONNECT_TIMEOUT`; for the transports' ``connect_timeout``.
+    """
+    raw = options.get("connect_timeout")
+    if raw is None:
+        return CONNECT_TIMEOUT
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw < math.inf:
+        raise ConfigurationError(
+            f"options['connect_timeout'] for {where} must be a number of seconds > 0, got {raw!r}"
+        )
+    return float(raw)
+
+
 def secrets_in(headers: Mapping[str, str]) -> tuple[str, ...]:
     """Values of headers that look like credentials, to be masked like the key."""
     found: list[str] = []
@@ -316,12 +340,17 @@ def unreachable(
 ) -> UnreachableError:
     """One message naming where, why and what to check, for a connection never made."""
     kind = getattr(exc, "kind", None)
+    detail = getattr(exc, "detail", "")
     found, cause, hint = _connect_cause(exc)
     if kind in _CAUSES and found != kind:
         cause, hint = _CAUSES[kind]
+    if kind == "timeout":
+        # No answer at all: packets dropped on the way, or a host that is down. (The
+        # lean client's detail starts with the origin, named below anyway.)
+        cause = detail.removeprefix(f"{host_port(host, port)}: ") or "no answer in time"
+        hint = "check base_url, the network, or a firewall dropping the packets"
     if kind == "proxy" and proxy is not None:
         target = f"proxy {yarl.URL(proxy.url).host} ({proxy.shown})"
-        detail = getattr(exc, "detail", "")
         if found == "other" and detail:
             cause = detail
         hint = "check the proxy setting or NO_PROXY"

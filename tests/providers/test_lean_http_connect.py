@@ -126,6 +126,49 @@ def test_without_happy_eyeballs_the_hanging_address_blocks() -> None:
         assert asyncio.run(scenario()) == "timeout"
 
 
+@linux_only
+def test_a_connect_that_hangs_fails_at_the_connect_timeout() -> None:
+    """A blackholed address is a connect failure after ``connect_timeout``, well inside the
+    call's total: it says where and how long it waited, and its slot is free again."""
+    with blackhole() as dead:
+
+        async def scenario() -> tuple[str, ConnectKind | None, str, int]:
+            client = LeanHTTPClient(
+                "http", "127.0.0.1", dead, max_connections=1, connect_timeout=0.3
+            )
+            with pytest.raises(LeanHTTPError) as info:
+                await call(client, total=60)
+            return info.value.reason, info.value.kind, str(info.value), client.open_connections
+
+        for reason, kind, text, still_open in on_each_loop(scenario):
+            assert (reason, kind) == ("connect", "timeout")
+            assert f"127.0.0.1:{dead}: did not answer in 0.3 s" in text
+            assert still_open == 0
+
+
+@linux_only
+async def test_a_deadline_before_the_connect_timeout_is_a_plain_timeout() -> None:
+    """The call ran out of time first: nothing says the host would not have answered."""
+    with blackhole() as dead:
+        client = LeanHTTPClient("http", "127.0.0.1", dead, max_connections=1, connect_timeout=30)
+        with pytest.raises(LeanHTTPError) as info:
+            await call(client, total=0.3)
+    assert (info.value.reason, info.value.kind) == ("timeout", None)
+
+
+def test_the_connect_timeout_defaults_to_the_shared_constant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read when the client is built, so every transport follows ``_net.CONNECT_TIMEOUT``."""
+    from agentic_synth.providers import _net
+
+    assert LeanHTTPClient("http", "h", None, max_connections=1)._connect_timeout == 30.0
+    monkeypatch.setattr(_net, "CONNECT_TIMEOUT", 2.5)
+    assert LeanHTTPClient("http", "h", None, max_connections=1)._connect_timeout == 2.5
+    with pytest.raises(ValueError, match="connect_timeout"):
+        LeanHTTPClient("http", "h", None, max_connections=1, connect_timeout=0)
+
+
 def test_refused_on_every_address() -> None:
     """Two addresses, both refused: one error naming the origin, kind "refused" (the
     failures come folded into one "Multiple exceptions" text)."""
