@@ -91,6 +91,38 @@ async def test_a_deadline_before_the_connect_timeout_stays_a_timeout(kind: str) 
     assert not isinstance(info.value, UnreachableError)
 
 
+@linux_only
+@pytest.mark.parametrize(("own", "per_call", "waited"), [(0.3, 30.0, "0.3"), (30.0, 0.2, "0.2")])
+async def test_the_shorter_of_the_origins_and_the_calls_connect_timeout_wins(
+    own: float, per_call: float, waited: str
+) -> None:
+    """The Anthropic SDK passes its own connect timeout (the model's ``timeout``) per
+    call; it can shorten the origin's, never lengthen it."""
+    origin = AiohttpOrigin(
+        max_connections=1,
+        ssl_context=None,
+        limits=ResponseLimits(),
+        proxy=None,
+        connect_timeout=own,
+    )
+    with blackhole() as dead:
+        try:
+            with anyio.fail_after(20), pytest.raises(_net.TransportError) as info:
+                await origin.request(
+                    "POST",
+                    f"http://127.0.0.1:{dead}/",
+                    {},
+                    b"{}",
+                    deadline=None,
+                    connect_timeout=per_call,
+                )
+        finally:
+            await origin.aclose()
+    assert (info.value.reason, info.value.kind) == ("connect", "timeout")
+    assert info.value.detail == f"did not answer in {waited} s"
+    assert not origin.slots.locked()
+
+
 def test_the_origin_reads_the_shared_constant_when_built(monkeypatch: pytest.MonkeyPatch) -> None:
     def origin(**kw: float) -> AiohttpOrigin:
         return AiohttpOrigin(

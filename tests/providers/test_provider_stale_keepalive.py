@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import anyio
 import pytest
+import uvloop
 from scripted_server import KINDS, RawServer, build, call, ok_json, read_request
 from test_lean_http_pool import reset
 
@@ -66,54 +67,67 @@ class Script:
             served += 1
 
 
-async def calls(kind: str, script: Script, *, n: int) -> list[object]:
-    """``n`` requests one after the other on one provider (one connection at most); the
-    events of each, or its error."""
-    outcomes: list[object] = []
-    async with script.server:
-        p = build(kind, script.server.url, max_connections=1, timeout=10.0)
-        try:
-            for _ in range(n):
-                try:
-                    with anyio.fail_after(20):  # a guard against hangs, not a measurement
-                        outcomes.append(await call(p, streamed=False))
-                except APIConnectionError as exc:
-                    outcomes.append(exc)
-        finally:
-            await p.aclose()
-    return outcomes
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop(request: pytest.FixtureRequest) -> str:
+    """The event loop to run on: asyncio's, and uvloop (the engine's when installed)."""
+    name: str = request.param
+    return name
+
+
+def calls(kind: str, script: Script, *, n: int, loop: str) -> list[object]:
+    """``n`` requests one after the other on one provider (one connection at most), on
+    ``loop``; the events of each, or its error."""
+
+    async def scenario() -> list[object]:
+        outcomes: list[object] = []
+        async with script.server:
+            p = build(kind, script.server.url, max_connections=1, timeout=10.0)
+            try:
+                for _ in range(n):
+                    try:
+                        with anyio.fail_after(20):  # a guard against hangs, not a measurement
+                            outcomes.append(await call(p, streamed=False))
+                    except APIConnectionError as exc:
+                        outcomes.append(exc)
+            finally:
+                await p.aclose()
+        return outcomes
+
+    return uvloop.run(scenario()) if loop == "uvloop" else asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("drop", sorted(DROPS))
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_request_on_a_connection_closed_while_idle_is_resent_once(
-    kind: str, drop: str
+def test_a_request_on_a_connection_closed_while_idle_is_resent_once(
+    kind: str, drop: str, loop: str
 ) -> None:
     """The first connection answers one request, then dies as the second arrives (the
     server's idle close racing it): the second is served on a new connection, unseen."""
     script = Script(kind, [1], DROPS[drop])
-    outcomes = await calls(kind, script, n=3)
+    outcomes = calls(kind, script, n=3, loop=loop)
     assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
     assert (script.server.connections, script.requests) == (2, 4)
 
 
 @pytest.mark.parametrize("drop", sorted(DROPS))
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_connection_opened_for_the_request_is_never_resent_on(kind: str, drop: str) -> None:
+def test_a_connection_opened_for_the_request_is_never_resent_on(
+    kind: str, drop: str, loop: str
+) -> None:
     """A new connection that dies before the answer: the server had the request; the
     error stands (the caller's retry policy decides)."""
     script = Script(kind, [0], DROPS[drop])
-    (outcome,) = await calls(kind, script, n=1)
+    (outcome,) = calls(kind, script, n=1, loop=loop)
     assert isinstance(outcome, APIConnectionError), outcome
     assert not isinstance(outcome, UnreachableError)
     assert (script.server.connections, script.requests) == (1, 1)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_a_resent_request_is_not_resent_again(kind: str) -> None:
+def test_a_resent_request_is_not_resent_again(kind: str, loop: str) -> None:
     """Dead again on the new connection: that one was opened for it."""
     script = Script(kind, [1, 0], DROPS["eof"])
-    first, second = await calls(kind, script, n=2)
+    first, second = calls(kind, script, n=2, loop=loop)
     assert not isinstance(first, BaseException)
     assert isinstance(second, APIConnectionError), second
     assert (script.server.connections, script.requests) == (2, 3)
@@ -126,14 +140,14 @@ async def test_a_resent_request_is_not_resent_again(kind: str) -> None:
 )
 @pytest.mark.parametrize("drop", sorted(DROPS))
 @pytest.mark.parametrize("kind", KINDS)
-async def test_no_resend_once_part_of_an_answer_arrived(
-    kind: str, drop: str, partial: bytes
+def test_no_resend_once_part_of_an_answer_arrived(
+    kind: str, drop: str, partial: bytes, loop: str
 ) -> None:
     """The reused connection died mid-head, or after an interim answer: the server was
     answering, so it ran the request; nothing is resent (aiohttp reports a reset after
     part of a head like one before any byte, so the transport watches the bytes)."""
     script = Script(kind, [1], DROPS[drop], partial=partial)
-    first, second = await calls(kind, script, n=2)
+    first, second = calls(kind, script, n=2, loop=loop)
     assert not isinstance(first, BaseException)
     assert isinstance(second, APIConnectionError), second
     assert (script.server.connections, script.requests) == (1, 2)
