@@ -148,6 +148,10 @@ class ModelSpec:
     #: USD per input / output token, for cost accounting.
     input_price: float = 0.0
     output_price: float = 0.0
+    #: USD per input token written to / read from the provider's prompt cache
+    #: (``None``: Anthropic's 5-minute multipliers, 1.25x and 0.1x ``input_price``).
+    cache_write_price: float | None = None
+    cache_read_price: float | None = None
     #: Provider-specific options (the simulator's latency and faults, for one).
     options: Mapping[str, Any] = field(default_factory=dict)
     #: TLS verification: True (system CAs), False (none: testing only), a CA bundle
@@ -219,8 +223,14 @@ class ModelSpec:
             )
         if not (self.weight > 0 and math.isfinite(self.weight)):
             raise ConfigurationError(f"weight must be a positive number, got {self.weight!r}")
-        if self.input_price < 0 or self.output_price < 0:
-            raise ConfigurationError("prices per token must be >= 0")
+        prices = (
+            self.input_price,
+            self.output_price,
+            self.cache_write_price,
+            self.cache_read_price,
+        )
+        if any(p is not None and not (p >= 0 and math.isfinite(p)) for p in prices):
+            raise ConfigurationError("prices per token must be finite numbers >= 0")
 
     @property
     def name(self) -> str:

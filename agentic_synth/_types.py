@@ -74,8 +74,14 @@ class Request:
 
 @dataclass(slots=True)
 class Usage:
+    """Tokens of one call. ``input_tokens`` is the whole prompt, cached parts
+    included; ``cache_creation_input_tokens`` of it were written to the provider's
+    prompt cache and ``cache_read_input_tokens`` read from it (billed differently)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

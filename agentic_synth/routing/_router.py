@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from .._cost import usage_cost
 from .._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -411,7 +412,7 @@ class Router:
             latency,
             usage.input_tokens,
             usage.output_tokens,
-            usage.input_tokens * spec.input_price + usage.output_tokens * spec.output_price,
+            usage_cost(usage, spec),
         )
 
     def _abandoned(self, adm: _Admission) -> None:
