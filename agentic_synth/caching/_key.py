@@ -1,0 +1,69 @@
+"""Cache keys: a digest of everything that decides an answer, and which sample it is.
+
+The key covers the job's models (in preference order), the messages, the system
+prompt, every parameter that changes the output (``max_tokens``, ``temperature``,
+``top_p``, ``stop``, the JSON Schema, provider extras), the *sample identity* and
+a namespace. It leaves out what does not change the answer: the timeout, dict
+order, and ``cache_control`` markers anywhere in the extras.
+
+The sample identity is which occurrence of this exact request the input is
+within the job (0 for the first, 1 for the second, ...), or the sample number
+of an input that asks for several: N intended samples of one prompt are N keys,
+so a cache can replay samples but never merge them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._core import fingerprint
+from .._request import canonical_bytes
+from .._types import Request
+
+__all__ = ["cache_key", "strip_cache_control"]
+
+#: Bumped when the key's definition changes, so old entries are never misread.
+_KEY_VERSION = b"synth-cache-key/1\x1f"
+
+
+def strip_cache_control(value: Any) -> Any:
+    """``value`` without any ``cache_control`` entry, at any depth (it marks where a
+    provider may cache a prefix; it never changes the answer)."""
+    if isinstance(value, Mapping):
+        return {k: strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
+        return [strip_cache_control(v) for v in value]
+    return value
+
+
+def cache_key(
+    request: Request,
+    *,
+    models: Sequence[str],
+    sample: int = 0,
+    namespace: str = "",
+) -> bytes:
+    """16-byte key of ``request``'s ``sample``-th answer from ``models``."""
+    if request.extra and _mentions_cache_control(request.extra):
+        request = Request(
+            request.messages,
+            request.max_tokens,
+            request.system,
+            request.temperature,
+            request.top_p,
+            request.stop,
+            request.json_schema,
+            request.timeout,
+            strip_cache_control(request.extra),
+        )
+    head = f"{len(namespace)}:{namespace}{sample}\x1f".encode("utf-8", "surrogatepass")
+    return fingerprint(_KEY_VERSION + head + canonical_bytes(request, "\x1e".join(models)))
+
+
+def _mentions_cache_control(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return "cache_control" in value or any(_mentions_cache_control(v) for v in value.values())
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
+        return any(_mentions_cache_control(v) for v in value)
+    return False
