@@ -11,6 +11,7 @@ from typing import Literal, final
 
 __all__ = [
     "DEFAULT_SEED",
+    "SampleCounter",
     "SimilarityIndex",
     "__version__",
     "estimate_jaccard",
@@ -42,6 +43,19 @@ def fingerprint_hex(data: bytes) -> str:
 
 def fingerprint_many(items: list[bytes]) -> list[bytes]:
     """Fingerprints of many byte strings; the hashing runs without the GIL."""
+
+# Sample identities for the response cache.
+
+@final
+class SampleCounter:
+    """Occurrence counts of exact requests within a job, about 16 bytes a request."""
+
+    def __init__(self) -> None: ...
+    def next(self, fp: bytes) -> int:
+        """Earlier occurrences of the request with 16-byte fingerprint ``fp``; counts this one."""
+
+    def __len__(self) -> int: ...
+    def memory_bytes(self) -> int: ...
 
 # Similarity building blocks.
 
