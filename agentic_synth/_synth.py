@@ -32,6 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._dedup import DedupAction, NearDuplicateIndex, OutputDedup, PromptDedup, make_index
 from ._exceptions import ConfigurationError, InvalidRequestError, SynthError
 from ._log import get_logger
+from ._pipeline import Pipeline
 from ._request import GenerationParams, Prompt, build_request
 from ._scheduler import InOrder, InputFeed, run_workers, single_error
 from ._spec import ModelSpec, default_models, parse_model
@@ -47,6 +48,8 @@ from ._types import (
     TextDelta,
     normalize_finish_reason,
 )
+from .caching._build import open_cache
+from .caching._cache import Cache, CacheControl, ResponseCache, check_control
 from .monitor import Metrics, MetricsSnapshot
 from .providers import Provider, create_provider, validate_spec
 from .routing import BreakerConfig, RetryPolicy, Routed, Router
@@ -114,6 +117,7 @@ class Synth:
         dedup_prompts: float | NearDuplicateIndex | None = None,
         dedup_outputs: float | NearDuplicateIndex | None = None,
         dedup_action: DedupAction = "flag",
+        cache: str | Sequence[Any] | Cache | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -157,6 +161,8 @@ class Synth:
                 f"deadline must be a positive number of seconds or None, got {deadline!r}"
             )
         self._dedup = _DedupConfig(dedup_prompts, dedup_outputs, dedup_action)
+        self._cache_settings = Cache.coerce(cache)
+        self._cache: ResponseCache | None = None
         self._specs = specs
         self._routing: dict[str, Any] = {
             "strategy": strategy,
@@ -187,6 +193,7 @@ class Synth:
             raise SynthError("this Synth is already open; use one `async with` block at a time")
         providers: dict[tuple[object, ...], Provider] = {}
         pairs: list[tuple[ModelSpec, Provider]] = []
+        cache: ResponseCache | None = None
         try:
             # Everything is built before the task group is entered, and undone if any
             # part fails, so a failed __aenter__ leaves nothing open behind it.
@@ -198,15 +205,23 @@ class Synth:
                     providers[key] = create_provider(spec, max_connections=self.max_concurrency)
                 pairs.append((spec, providers[key]))
             router = Router(pairs, metrics=self._metrics, clock=self._clock, **self._routing)
+            if self._cache_settings is not None:
+                cache = await open_cache(
+                    self._cache_settings, models=[s.name for s in self._specs], clock=self._clock
+                )
             tg = anyio.create_task_group()
             await tg.__aenter__()
         except BaseException:
             with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                if cache is not None:
+                    await cache.aclose()
                 for p in providers.values():
                     await p.aclose()
             raise
         self._tg = tg
         self._router = router
+        self._cache = cache
+        self._metrics.cache_probe = None if cache is None else cache.stats
         return self
 
     async def __aexit__(
@@ -215,8 +230,8 @@ class Synth:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tg, router = self._tg, self._router
-        self._tg = self._router = None
+        tg, router, cache = self._tg, self._router, self._cache
+        self._tg = self._router = self._cache = None
         try:
             if tg is not None:
                 tg.cancel_scope.cancel()  # background batch streams end with the engine
@@ -230,6 +245,8 @@ class Synth:
                         return
                     raise single from None
         finally:
+            if cache is not None:
+                await cache.aclose()  # commits what is pending, bounded per tier
             if router is not None:
                 # bounded: a server that never closes its side cannot hold up the exit
                 with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
@@ -283,10 +300,32 @@ class Synth:
         completion.index = index
         return completion
 
-    async def generate(self, prompt: Prompt, **params: Any) -> Completion:
-        """Generate one completion; raises the request's error on failure."""
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        cache: CacheControl = "default",
+        cache_ttl: float | None = None,
+        **params: Any,
+    ) -> Completion:
+        """Generate one completion; raises the request's error on failure.
+
+        ``cache`` (when the Synth has a cache): ``"no-cache"`` skips the read,
+        ``"no-store"`` the store, ``"off"`` both; ``cache_ttl`` overrides the
+        persistent tiers' TTL for this answer.
+        """
         router = self._require_open()
-        result = await self._send(router, build_request(prompt, self._params_for(params)), None)
+        request = build_request(prompt, self._params_for(params))
+        if self._cache is not None and check_control(cache) != "off":
+            result = await self._cache.fetch(
+                request,
+                None,
+                lambda: self._send(router, request, None),
+                control=cache,
+                ttl=_check_ttl(cache_ttl),
+            )
+        else:
+            result = await self._send(router, request, None)
         if isinstance(result, Failure):
             raise result.error
         return result
@@ -294,7 +333,12 @@ class Synth:
     # -- batches ------------------------------------------------------------------
 
     def _make_processor(
-        self, router: Router, params: GenerationParams, dedup: _DedupConfig
+        self,
+        router: Router,
+        params: GenerationParams,
+        dedup: _DedupConfig,
+        control: CacheControl = "default",
+        ttl: float | None = None,
     ) -> Callable[[int, Prompt], Awaitable[Result]]:
         prompt_dedup = (
             None
@@ -312,51 +356,41 @@ class Synth:
                 make_index(dedup.outputs, "dedup_outputs"), self._metrics, dedup.action
             )
         )
-
         send = self._send
-        if prompt_dedup is None and output_dedup is None:
 
-            async def plain(index: int, item: Prompt) -> Result:
-                try:
-                    request = build_request(item, params)
-                except Exception as exc:
-                    return _unbuildable(exc, index)
-                return await send(router, request, index)
+        async def send_one(request: Request, index: int | None) -> Result:
+            return await send(router, request, index)
 
-            return plain
+        cache = self._cache
+        return Pipeline(
+            send_one,
+            params,
+            prompt_dedup=prompt_dedup,
+            output_dedup=output_dedup,
+            cache=cache,
+            control=check_control(control),
+            ttl=_check_ttl(ttl),
+            in_flight=self.max_concurrency if self._commits_wait(control) else None,
+        ).process
 
-        async def process(index: int, item: Prompt) -> Result:
-            try:
-                request = build_request(item, params)
-            except Exception as exc:
-                return _unbuildable(exc, index)
-            claim: int | None = None
-            if prompt_dedup is not None:
-                position, earlier = prompt_dedup.claim(index, request.prompt_text())
-                if earlier is None:
-                    claim = position
-                else:
-                    reused = await prompt_dedup.result_of(earlier, index)
-                    if reused is not None:
-                        return reused
-            try:
-                result = await send(router, request, index)
-                if output_dedup is not None and isinstance(result, Completion):
-                    result = output_dedup.check(index, result)
-                if claim is not None:
-                    prompt_dedup.publish(claim, result)  # type: ignore[union-attr]
-                    claim = None
-                return result
-            finally:
-                if claim is not None:  # cancelled, or the job stopped: give the claim back
-                    prompt_dedup.abandon(claim)  # type: ignore[union-attr]
+    def _commits_wait(self, control: str) -> bool:
+        """Whether results wait for a persistent tier's commit: then twice the workers
+        run, so that waiting does not cost provider concurrency."""
+        return (
+            self._cache is not None
+            and self._cache.persistent
+            and control
+            not in (
+                "no-store",
+                "off",
+            )
+        )
 
-        return process
-
-    def _workers_for(self, inputs: object) -> int:
+    def _workers_for(self, inputs: object, control: str = "default") -> int:
+        workers = self.max_concurrency * (2 if self._commits_wait(control) else 1)
         if isinstance(inputs, Sized) and not isinstance(inputs, AsyncIterable):
-            return max(1, min(self.max_concurrency, len(inputs)))
-        return self.max_concurrency
+            return max(1, min(workers, len(inputs)))
+        return workers
 
     async def generate_batch(
         self,
@@ -366,6 +400,8 @@ class Synth:
         dedup_prompts: Any = _DEFAULT,
         dedup_outputs: Any = _DEFAULT,
         dedup_action: Any = _DEFAULT,
+        cache: CacheControl = "default",
+        cache_ttl: float | None = None,
         **params: Any,
     ) -> list[Result]:
         """One result per input, in input order: a Completion or a Failure.
@@ -373,14 +409,15 @@ class Synth:
         One input failing never fails the batch, unless ``raise_on_error=True``
         (then the first error is raised and the rest of the batch is cancelled).
         ``dedup_prompts`` / ``dedup_outputs`` / ``dedup_action`` override the
-        Synth's near-duplicate settings for this batch.
+        Synth's near-duplicate settings for this batch; ``cache`` / ``cache_ttl``
+        are the per-call cache controls (see :meth:`generate`).
         """
         router = self._require_open()
         call_params = self._params_for(params)
         dedup = self._dedup.override(dedup_prompts, dedup_outputs, dedup_action)
         feed: InputFeed[Prompt] = InputFeed(inputs)
         results: list[Result | None] = []
-        process = self._make_processor(router, call_params, dedup)
+        process = self._make_processor(router, call_params, dedup, cache, cache_ttl)
 
         def store(index: int, result: Result) -> None:
             if raise_on_error and isinstance(result, Failure):
@@ -390,7 +427,11 @@ class Synth:
             results[index] = result
 
         await run_workers(
-            feed, process, store, concurrency=self._workers_for(inputs), admit=router.admit
+            feed,
+            process,
+            store,
+            concurrency=self._workers_for(inputs, cache),
+            admit=router.admit,
         )
         missing = [i for i, r in enumerate(results) if r is None]
         if missing or len(results) != feed.count:
@@ -405,6 +446,8 @@ class Synth:
         dedup_prompts: Any = _DEFAULT,
         dedup_outputs: Any = _DEFAULT,
         dedup_action: Any = _DEFAULT,
+        cache: CacheControl = "default",
+        cache_ttl: float | None = None,
         **params: Any,
     ) -> BatchStream:
         """Async iterator of ``(index, result)`` in completion order (``ordered=True``:
@@ -427,8 +470,8 @@ class Synth:
         return BatchStream(
             self._tg,
             feed,
-            self._make_processor(router, call_params, dedup),
-            self._workers_for(inputs),
+            self._make_processor(router, call_params, dedup, cache, cache_ttl),
+            self._workers_for(inputs, cache),
             admit=router.admit,
             ordered=ordered,
         )
@@ -493,13 +536,10 @@ class Synth:
         )
 
 
-def _unbuildable(exc: Exception, index: int) -> Failure:
-    """An input that cannot even become a request is that input's failure, whatever
-    went wrong (a field of the wrong type must not stop a million-item batch)."""
-    if not isinstance(exc, InvalidRequestError):
-        log.error("unexpected_input_error", index=index, error=repr(exc), exc_info=exc)
-        exc = InvalidRequestError(f"input {index} cannot be sent: {type(exc).__name__}: {exc}")
-    return Failure(exc, index=index)
+def _check_ttl(ttl: float | None) -> float | None:
+    if ttl is not None and (isinstance(ttl, bool) or not (ttl > 0 and math.isfinite(ttl))):
+        raise InvalidRequestError(f"cache_ttl must be a positive number of seconds, got {ttl!r}")
+    return ttl
 
 
 def _completion(routed: Routed, latency: float) -> Completion:

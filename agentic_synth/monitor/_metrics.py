@@ -49,6 +49,13 @@ class MetricsSnapshot:
     dedup_outputs_flagged: int
     dedup_outputs_dropped: int
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The response cache: hits, misses, ``hit_rate`` = hits / (hits + misses),
+    #: overall and per tier; ``None`` without a cache.
+    cache: dict[str, Any] | None = None
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        return None if self.cache is None else self.cache["hit_rate"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +103,8 @@ class Metrics:
         self._models: dict[str, _ModelStats] = {}
         #: Extra per-model state contributed by other parts (breaker state, limits).
         self.model_probes: list[Callable[[], dict[str, dict[str, Any]]]] = []
+        #: The response cache's counters, when there is a cache.
+        self.cache_probe: Callable[[], dict[str, Any]] | None = None
 
     # -- recording (hot path) -------------------------------------------------
 
@@ -199,4 +208,5 @@ class Metrics:
             dedup_outputs_flagged=self.dedup_outputs_flagged,
             dedup_outputs_dropped=self.dedup_outputs_dropped,
             models=models,
+            cache=None if self.cache_probe is None else self.cache_probe(),
         )
