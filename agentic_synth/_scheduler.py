@@ -15,14 +15,22 @@ one slow request holds up the line.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 
-__all__ = ["InOrder", "InputFeed", "run_workers", "single_error"]
+__all__ = ["Governor", "InOrder", "InputFeed", "run_workers", "single_error"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Governor(Protocol):
+    """The memory governor as the scheduler sees it."""
+
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class InputFeed(Generic[T]):
@@ -140,10 +148,14 @@ async def run_workers(
     concurrency: int,
     admit: Callable[[], Awaitable[None]] | None = None,
     in_order: InOrder[R] | None = None,
+    governor: Governor | None = None,
 ) -> None:
     """Run ``concurrency`` workers until the feed is exhausted.
 
-    ``admit`` (the memory governor's gate) is awaited before each input is pulled.
+    ``admit`` (the router's pause while nothing can serve) is awaited before each
+    input is pulled; ``governor`` (the memory governor) may hold workers back while
+    memory is short: it is acquired before an input is pulled, released once its
+    result is handed on.
     With ``in_order`` results reach ``emit`` in input order (``in_order`` must have
     been made with this feed and ``emit``). Any exception other than an input's own
     failure (which ``process`` turns into a result) cancels the other workers and
@@ -157,14 +169,20 @@ async def run_workers(
         while True:
             if admit is not None:
                 await admit()
-            nxt = await feed.next()
-            if nxt is None:
-                return
-            index, item = nxt
-            result = await process(index, item)
-            pending = emit(index, result)
-            if pending is not None:
-                await pending
+            if governor is not None:
+                await governor.acquire()
+            try:
+                nxt = await feed.next()
+                if nxt is None:
+                    return
+                index, item = nxt
+                result = await process(index, item)
+                pending = emit(index, result)
+                if pending is not None:
+                    await pending
+            finally:
+                if governor is not None:
+                    governor.release()
 
     try:
         async with anyio.create_task_group() as tg:

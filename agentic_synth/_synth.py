@@ -31,10 +31,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._dedup import DedupAction, NearDuplicateIndex, OutputDedup, PromptDedup, make_index
 from ._exceptions import ConfigurationError, InvalidRequestError, SynthError
+from ._governor import MemoryGovernor, cgroup_memory_limit, parse_size
 from ._log import get_logger
 from ._pipeline import Pipeline
 from ._request import GenerationParams, Prompt, build_request
-from ._scheduler import InOrder, InputFeed, run_workers, single_error
+from ._scheduler import Governor, InOrder, InputFeed, run_workers, single_error
 from ._spec import ModelSpec, default_models, parse_model
 from ._types import _FINISH_ALIASES as _FINISH
 from ._types import (
@@ -118,6 +119,7 @@ class Synth:
         dedup_outputs: float | NearDuplicateIndex | None = None,
         dedup_action: DedupAction = "flag",
         cache: str | Sequence[Any] | Cache | None = None,
+        memory_limit: int | str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -163,6 +165,10 @@ class Synth:
         self._dedup = _DedupConfig(dedup_prompts, dedup_outputs, dedup_action)
         self._cache_settings = Cache.coerce(cache)
         self._cache: ResponseCache | None = None
+        self._memory_limit = (
+            parse_size(memory_limit) if memory_limit is not None else cgroup_memory_limit()
+        )
+        self._governor: MemoryGovernor | None = None
         self._specs = specs
         self._routing: dict[str, Any] = {
             "strategy": strategy,
@@ -222,7 +228,24 @@ class Synth:
         self._router = router
         self._cache = cache
         self._metrics.cache_probe = None if cache is None else cache.stats
+        self._governor = self._open_governor(cache)
+        self._metrics.memory_probe = None if self._governor is None else self._governor.snapshot
         return self
+
+    def _open_governor(self, cache: ResponseCache | None) -> MemoryGovernor | None:
+        if self._memory_limit is None:
+            return None
+        try:
+            governor = MemoryGovernor(
+                self._memory_limit, max_in_progress=self.max_concurrency * 2, clock=self._clock
+            )
+        except OSError:
+            log.warning("memory_limit_unsupported", reason="no /proc/self/statm on this system")
+            return None
+        evict = None if cache is None else cache.evictor()
+        if evict is not None:
+            governor.add_evictor(evict)
+        return governor
 
     async def __aexit__(
         self,
@@ -232,6 +255,9 @@ class Synth:
     ) -> None:
         tg, router, cache = self._tg, self._router, self._cache
         self._tg = self._router = self._cache = None
+        if self._governor is not None:
+            self._governor.close()
+            self._governor = None
         try:
             if tg is not None:
                 tg.cancel_scope.cancel()  # background batch streams end with the engine
@@ -259,6 +285,22 @@ class Synth:
                 "(or the synchronous helpers agentic_synth.generate / generate_batch)"
             )
         return self._router
+
+    async def optimize(self) -> dict[str, Any]:
+        """Give memory and disk back now: purge expired cache entries, checkpoint the
+        persistent cache, collect garbage, return freed heap to the system. Returns
+        what it did."""
+        self._require_open()
+        done: dict[str, Any] = {}
+        if self._cache is not None:
+            done["cache"] = await self._cache.optimize()
+        if self._governor is not None:
+            done["memory"] = self._governor.optimize()
+        else:
+            import gc
+
+            done["memory"] = {"gc_objects": gc.collect()}
+        return done
 
     def metrics(self) -> MetricsSnapshot:
         """A snapshot of requests, errors, latency percentiles, tokens, in flight."""
@@ -432,6 +474,7 @@ class Synth:
             store,
             concurrency=self._workers_for(inputs, cache),
             admit=router.admit,
+            governor=self._governor,
         )
         missing = [i for i, r in enumerate(results) if r is None]
         if missing or len(results) != feed.count:
@@ -473,6 +516,7 @@ class Synth:
             self._make_processor(router, call_params, dedup, cache, cache_ttl),
             self._workers_for(inputs, cache),
             admit=router.admit,
+            governor=self._governor,
             ordered=ordered,
         )
 
@@ -614,6 +658,7 @@ async def _run_batch(
     concurrency: int,
     in_order: InOrder[Result] | None,
     admit: Callable[[], Awaitable[None]],
+    governor: Governor | None,
 ) -> None:
     async def deliver(index: int, result: Result) -> None:
         try:
@@ -632,6 +677,7 @@ async def _run_batch(
                     concurrency=concurrency,
                     admit=admit,
                     in_order=in_order,
+                    governor=governor,
                 )
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return  # the consumer went away
@@ -654,6 +700,7 @@ class BatchStream:
         concurrency: int,
         *,
         admit: Callable[[], Awaitable[None]],
+        governor: Governor | None = None,
         ordered: bool = False,
     ) -> None:
         send: MemoryObjectSendStream[Any]
@@ -673,7 +720,15 @@ class BatchStream:
             else None
         )
         tg.start_soon(
-            _run_batch, self._state, send, feed, process, concurrency, self._in_order, admit
+            _run_batch,
+            self._state,
+            send,
+            feed,
+            process,
+            concurrency,
+            self._in_order,
+            admit,
+            governor,
         )
 
     def __aiter__(self) -> Self:

@@ -320,6 +320,22 @@ class ResponseCache:
             },
         }
 
+    def evictor(self) -> Callable[[float], int] | None:
+        """The memory tier's ``evict_fraction``, for the memory governor."""
+        return getattr(self._memory, "evict_fraction", None)
+
+    async def optimize(self) -> dict[str, Any]:
+        """Purge expired memory entries and checkpoint the persistent tiers."""
+        done: dict[str, Any] = {}
+        purge = getattr(self._memory, "purge_expired", None)
+        if purge is not None:
+            done["memory_purged_bytes"] = purge()
+        for tier in self._tiers:
+            checkpoint = getattr(tier, "checkpoint", None)
+            if checkpoint is not None:
+                done[f"{tier.name}_checkpoint"] = await checkpoint()
+        return done
+
     async def aclose(self) -> None:
         for tier in self._tiers:
             with anyio.move_on_after(10.0, shield=True):

@@ -52,6 +52,9 @@ class MetricsSnapshot:
     #: The response cache: hits, misses, ``hit_rate`` = hits / (hits + misses),
     #: overall and per tier; ``None`` without a cache.
     cache: dict[str, Any] | None = None
+    #: The memory governor: limit, RSS, pressure, evictions, backpressure; ``None``
+    #: without a memory limit.
+    memory: dict[str, Any] | None = None
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -105,6 +108,8 @@ class Metrics:
         self.model_probes: list[Callable[[], dict[str, dict[str, Any]]]] = []
         #: The response cache's counters, when there is a cache.
         self.cache_probe: Callable[[], dict[str, Any]] | None = None
+        #: The memory governor's state, when there is a memory limit.
+        self.memory_probe: Callable[[], dict[str, Any]] | None = None
 
     # -- recording (hot path) -------------------------------------------------
 
@@ -209,4 +214,5 @@ class Metrics:
             dedup_outputs_dropped=self.dedup_outputs_dropped,
             models=models,
             cache=None if self.cache_probe is None else self.cache_probe(),
+            memory=None if self.memory_probe is None else self.memory_probe(),
         )
