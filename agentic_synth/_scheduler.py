@@ -146,31 +146,47 @@ async def run_workers(
     emit: Callable[[int, R], Awaitable[None] | None],
     *,
     concurrency: int,
-    admit: Callable[[], Awaitable[None]] | None = None,
+    admit: Callable[[], Awaitable[None] | None] | None = None,
     in_order: InOrder[R] | None = None,
     governor: Governor | None = None,
 ) -> None:
     """Run ``concurrency`` workers until the feed is exhausted.
 
-    ``admit`` (the router's pause while nothing can serve) is awaited before each
-    input is pulled; ``governor`` (the memory governor) may hold workers back while
-    memory is short: it is acquired before an input is pulled, released once its
-    result is handed on.
+    ``admit`` (the router's pause while nothing can serve) is called before each
+    input is pulled, and what it returns awaited unless ``None``; ``governor`` (the
+    memory governor) may hold workers back while memory is short: it is acquired
+    before an input is pulled, released once its result is handed on.
     With ``in_order`` results reach ``emit`` in input order (``in_order`` must have
     been made with this feed and ``emit``). Any exception other than an input's own
     failure (which ``process`` turns into a result) cancels the other workers and
     propagates.
     """
     if in_order is not None:
-        gate, emit = _chain(admit, in_order.admit), in_order.put
-        admit = gate
+        admit, emit = _chain(admit, in_order.admit), in_order.put
 
     async def worker() -> None:
         while True:
             if admit is not None:
-                await admit()
-            if governor is not None:
-                await governor.acquire()
+                gate = admit()
+                if gate is not None:
+                    await gate
+            nxt = await feed.next()
+            if nxt is None:
+                return
+            index, item = nxt
+            result = await process(index, item)
+            pending = emit(index, result)
+            if pending is not None:
+                await pending
+
+    async def governed() -> None:
+        """The same loop, holding the memory governor's slot for each input."""
+        while True:
+            if admit is not None:
+                gate = admit()
+                if gate is not None:
+                    await gate
+            await governor.acquire()  # type: ignore[union-attr]
             try:
                 nxt = await feed.next()
                 if nxt is None:
@@ -181,25 +197,26 @@ async def run_workers(
                 if pending is not None:
                     await pending
             finally:
-                if governor is not None:
-                    governor.release()
+                governor.release()  # type: ignore[union-attr]
 
     try:
         async with anyio.create_task_group() as tg:
             for _ in range(concurrency):
-                tg.start_soon(worker)
+                tg.start_soon(worker if governor is None else governed)
     except BaseExceptionGroup as group:
         raise single_error(group) from None
 
 
 def _chain(
-    first: Callable[[], Awaitable[None]] | None, second: Callable[[], Awaitable[None]]
+    first: Callable[[], Awaitable[None] | None] | None, second: Callable[[], Awaitable[None]]
 ) -> Callable[[], Awaitable[None]]:
     if first is None:
         return second
 
     async def both() -> None:
-        await first()
+        gate = first()
+        if gate is not None:
+            await gate
         await second()
 
     return both

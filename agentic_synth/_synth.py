@@ -9,6 +9,7 @@ the metrics (:mod:`.monitor`) record it. Nothing below reaches back up.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
@@ -398,14 +399,9 @@ class Synth:
                 make_index(dedup.outputs, "dedup_outputs"), self._metrics, dedup.action
             )
         )
-        send = self._send
-
-        async def send_one(request: Request, index: int | None) -> Result:
-            return await send(router, request, index)
-
         cache = self._cache
         return Pipeline(
-            send_one,
+            functools.partial(self._send, router),  # no extra coroutine frame per input
             params,
             prompt_dedup=prompt_dedup,
             output_dedup=output_dedup,
@@ -657,7 +653,7 @@ async def _run_batch(
     process: Callable[[int, Prompt], Any],
     concurrency: int,
     in_order: InOrder[Result] | None,
-    admit: Callable[[], Awaitable[None]],
+    admit: Callable[[], Awaitable[None] | None],
     governor: Governor | None,
 ) -> None:
     async def deliver(index: int, result: Result) -> None:
@@ -699,7 +695,7 @@ class BatchStream:
         process: Callable[[int, Prompt], Any],
         concurrency: int,
         *,
-        admit: Callable[[], Awaitable[None]],
+        admit: Callable[[], Awaitable[None] | None],
         governor: Governor | None = None,
         ordered: bool = False,
     ) -> None:

@@ -125,6 +125,7 @@ class _Slot:
         "last_error",
         "latency_per_token",
         "limiter",
+        "marked",
         "name",
         "out_kind",
         "out_strikes",
@@ -157,6 +158,9 @@ class _Slot:
         self.latency_per_token: float | None = None
         #: Whether it answered any request since the engine opened.
         self.served = False
+        #: Whether a success must reset something (streaks, out_kind, never served):
+        #: one flag read on the hot path instead of several.
+        self.marked = True
         #: Failures in a row of the kinds the policy counts (STREAK_KINDS), no success between.
         self.streaks: dict[ErrorKind, int] = {}
         #: When each of those runs started.
@@ -386,7 +390,8 @@ class Router:
         slot = adm.slot
         self._leave(adm)
         slot.breaker.record_success(adm.ticket)
-        if slot.out_kind is not None or slot.streaks or not slot.served:
+        if slot.marked:  # a failure left a mark (or it never served): wipe it
+            slot.marked = False
             slot.served = True
             slot.streaks.clear()
             slot.streak_since.clear()
@@ -407,12 +412,12 @@ class Router:
             per_token if prev is None else prev + _EWMA_ALPHA * (per_token - prev)
         )
         spec = slot.spec
+        if usage.cache_creation_input_tokens or usage.cache_read_input_tokens:
+            cost = usage_cost(usage, spec)
+        else:  # the common case, without a call
+            cost = usage.input_tokens * spec.input_price + usage.output_tokens * spec.output_price
         self._metrics.attempt_succeeded(
-            slot.name,
-            latency,
-            usage.input_tokens,
-            usage.output_tokens,
-            usage_cost(usage, spec),
+            slot.name, latency, usage.input_tokens, usage.output_tokens, cost
         )
 
     def _abandoned(self, adm: _Admission) -> None:
@@ -425,6 +430,7 @@ class Router:
         is given apart (:meth:`_breaker_verdict`), once the policy has decided."""
         slot = adm.slot
         self._leave(adm)
+        slot.marked = True
         exc.model = exc.model or slot.name
         slot.last_error = exc
         self._metrics.attempt_failed(slot.name, exc)
@@ -655,10 +661,16 @@ class Router:
                 )
             self._paused_until = until
 
-    async def admit(self) -> None:
-        """The scheduler's gate before each new input: waits while the job is paused
-        (no deployment can serve before a request's deadline), so a long outage costs
-        at most ``max_concurrency`` failed inputs instead of failing every one."""
+    def admit(self) -> Awaitable[None] | None:
+        """The scheduler's gate before each new input: ``None`` (go) unless the job is
+        paused (no deployment can serve before a request's deadline); then an
+        awaitable that waits, so a long outage costs at most ``max_concurrency``
+        failed inputs instead of failing every one."""
+        if self._paused_until == _NEVER:
+            return None  # the hot path: no coroutine per input
+        return self._wait_unpaused()
+
+    async def _wait_unpaused(self) -> None:
         while self._paused_until != _NEVER:
             now = self._clock()
             ready, wake, _ = self._next_wake(now, None)
