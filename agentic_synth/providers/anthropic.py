@@ -16,6 +16,17 @@ model follows but nothing enforces: validate the output if it matters. With
 ``ModelSpec(options={"json_schema_mode": "native"})`` the schema goes in
 ``output_config.format`` instead (the API's structured outputs, enforced, but
 only on models that support them: others answer 400).
+
+Prompt caching is automatic (:mod:`._prompt_cache`): a long system prompt, and
+leading turns repeated across requests, are marked with ``cache_control``
+(5-minute TTL, or 1-hour for prefixes used less often, with the
+``extended-cache-ttl`` beta header), and the first request of each prefix goes
+alone until its answer starts (sent as a stream, so that is at its first event),
+the others after it, so they read the entry it wrote. ``Usage`` reports the
+writes and reads. ``ModelSpec(options={"prompt_cache": False})`` turns it off,
+``"5m"`` / ``"1h"`` force a TTL, ``"prompt_cache_min_tokens"`` overrides the
+model's minimum. It steps aside when ``Request.extra`` sets ``system``,
+``messages`` or ``cache_control`` itself.
 """
 
 from __future__ import annotations
@@ -25,7 +36,8 @@ import json
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import anthropic
@@ -53,6 +65,15 @@ from ._net import (
     secrets_in,
     warn_plain_http,
 )
+from ._prompt_cache import (
+    EXTENDED_TTL_BETA,
+    Plan,
+    PromptCache,
+    PromptCacheConfig,
+    Ticket,
+    cache_control,
+    prompt_cache_config,
+)
 from ._sdk_transport import DEADLINE, SDKTransport, find_transport_error
 
 __all__ = ["AnthropicProvider", "create", "schema_instruction", "validate"]
@@ -64,6 +85,16 @@ DRAIN_SECONDS = 0.5
 #: Seconds closing a stream may take in a ``finally`` (shielded from cancellation) before
 #: it is abandoned: cleanup must not hold a cancelled task for long.
 CLOSE_SECONDS = 1.0
+#: ``Request.extra`` keys that lay out the prompt themselves: no automatic caching.
+_OWN_LAYOUT = frozenset({"system", "messages", "cache_control"})
+#: ``Request.extra`` keys the API's cache key covers besides the prompt.
+_CACHE_KEYED = ("tools", "tool_choice", "thinking", "output_config")
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
 
 #: Body fields ``AsyncMessages.create`` takes as keyword arguments in the installed SDK.
 _SDK_PARAMS = frozenset(
@@ -87,6 +118,7 @@ def validate(spec: ModelSpec) -> str:
             f"{', '.join(_SCHEMA_MODES)}, got {mode!r}"
         )
     header_option(spec.options, spec.name)
+    prompt_cache_config(spec.options, spec.name)
     return str(mode)
 
 
@@ -106,6 +138,7 @@ def create(spec: ModelSpec, *, max_connections: int) -> AnthropicProvider:
         ssl_context=spec.ssl_context() if https else None,
         limits=spec.response_limits,
         headers=header_option(spec.options, spec.name),
+        prompt_cache=prompt_cache_config(spec.options, spec.name),
     )
 
 
@@ -130,7 +163,8 @@ def schema_instruction(schema: Mapping[str, Any]) -> str:
 
 
 def _usage(data: Any) -> Usage:
-    """Input counts cache writes and reads too, so it is the whole prompt, as OpenAI's is.
+    """Input counts cache writes and reads too, so it is the whole prompt, as OpenAI's
+    is (the API's ``input_tokens`` is the uncached rest); the two are kept apart too.
 
     ``data`` is the JSON ``usage`` object or the SDK's model of it (in streams).
     """
@@ -138,12 +172,19 @@ def _usage(data: Any) -> Usage:
         return Usage()
     if not isinstance(data, dict):
         data = data.__dict__
-    input_tokens = (
-        (data.get("input_tokens") or 0)
-        + (data.get("cache_creation_input_tokens") or 0)
-        + (data.get("cache_read_input_tokens") or 0)
+    written = int(data.get("cache_creation_input_tokens") or 0)
+    read = int(data.get("cache_read_input_tokens") or 0)
+    return Usage(
+        int(data.get("input_tokens") or 0) + written + read,
+        int(data.get("output_tokens") or 0),
+        written,
+        read,
     )
-    return Usage(int(input_tokens), int(data.get("output_tokens") or 0))
+
+
+def _raw_usage(data: Any) -> dict[str, Any]:
+    """The usage fields of a stream event's usage (an SDK model), ``None`` when absent."""
+    return {name: getattr(data, name, None) for name in _USAGE_FIELDS}
 
 
 class AnthropicProvider:
@@ -162,11 +203,18 @@ class AnthropicProvider:
         ssl_context: ssl.SSLContext | None = None,
         limits: ResponseLimits | None = None,
         headers: Mapping[str, str] | None = None,
+        prompt_cache: PromptCacheConfig | None = None,
     ) -> None:
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
         url = yarl.URL(_base_url(base_url))
         extra = dict(headers or {})
+        cache_config = prompt_cache or PromptCacheConfig()
+        self._prompt_cache = PromptCache(cache_config) if cache_config.enabled else None
+        #: A beta header of the caller's own, kept when a 1-hour breakpoint adds ours.
+        self._beta = next((v for k, v in extra.items() if k.lower() == "anthropic-beta"), None)
+        self._salt_schema: Mapping[str, Any] | None = None
+        self._salt_text = ""
         # The SDK sends the key as a header: refuse one that would split it.
         check_headers({"x-api-key": api_key, **extra}, "anthropic provider")
         self._native_schema = json_schema_mode == "native"
@@ -212,7 +260,40 @@ class AnthropicProvider:
     async def aclose(self) -> None:
         await self._client.close()
 
-    def _params(self, model: str, request: Request) -> dict[str, Any]:
+    def _system(self, request: Request) -> str | None:
+        """The system prompt sent: the request's, plus the schema instruction if any."""
+        system = request.system
+        schema = request.json_schema
+        if schema is not None and not self._native_schema:
+            instruction = schema_instruction(schema)
+            system = f"{system}\n\n{instruction}" if system else instruction
+        return system
+
+    def _plan(self, model: str, request: Request, system: str | None) -> Plan | None:
+        """What to mark for prompt caching (``None``: nothing, the common case)."""
+        cache = self._prompt_cache
+        if cache is None:
+            return None
+        extra = request.extra
+        salt = ""
+        if extra:
+            if not _OWN_LAYOUT.isdisjoint(extra):
+                return None
+            keyed = {k: extra[k] for k in _CACHE_KEYED if k in extra}
+            if keyed:
+                salt = json.dumps(keyed, sort_keys=True, default=str)
+        schema = request.json_schema
+        if schema is not None and self._native_schema:
+            # The API compiles the schema into the prompt: another schema, another prefix.
+            if schema is not self._salt_schema:
+                self._salt_text = json.dumps(schema, sort_keys=True, default=str)
+                self._salt_schema = schema
+            salt += self._salt_text
+        return cache.plan(model, system, request.messages, salt)
+
+    def _params(
+        self, model: str, request: Request, system: str | None, plan: Plan | None = None
+    ) -> dict[str, Any]:
         """Keyword arguments for ``messages.create``.
 
         Body fields the installed SDK has no keyword for (``temperature`` and
@@ -223,13 +304,11 @@ class AnthropicProvider:
             "messages": request.messages,
             "max_tokens": request.max_tokens,
         }
-        system = request.system
         schema = request.json_schema
-        if schema is not None and not self._native_schema:
-            instruction = schema_instruction(schema)
-            system = f"{system}\n\n{instruction}" if system else instruction
         if system:
             body["system"] = system
+        if plan is not None:
+            self._mark(body, request, plan)
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.top_p is not None:
@@ -248,18 +327,72 @@ class AnthropicProvider:
             body["extra_body"] = extra
         if request.timeout is not None:
             body["timeout"] = request.timeout
+        if plan is not None and plan.one_hour:
+            beta = self._beta
+            body["extra_headers"] = {
+                "anthropic-beta": f"{beta},{EXTENDED_TTL_BETA}" if beta else EXTENDED_TTL_BETA
+            }
         return body
+
+    def _mark(self, body: dict[str, Any], request: Request, plan: Plan) -> None:
+        """Put ``plan``'s breakpoints on the system prompt and messages of ``body``."""
+        messages: list[Any] | None = None
+        for point in plan.breakpoints:
+            mark = cache_control(point.ttl)
+            if point.at < 0:
+                body["system"] = [{"type": "text", "text": body["system"], "cache_control": mark}]
+                continue
+            if messages is None:
+                messages = body["messages"] = list(request.messages)
+            message = messages[point.at]
+            messages[point.at] = {
+                "role": message["role"],
+                "content": [{"type": "text", "text": message["content"], "cache_control": mark}],
+            }
 
     def _deadline(self, request: Request) -> float | None:
         timeout = self._timeout if request.timeout is None else request.timeout
         return None if timeout is None else time.monotonic() + timeout
 
+    async def _wait(self, ticket: Ticket, request: Request) -> Request:
+        """Pass the warm-up gate; the time waited comes off the call's timeout."""
+        timeout = self._timeout if request.timeout is None else request.timeout
+        waited = await ticket.wait(timeout)
+        if waited > 0.0 and timeout is not None:
+            return request.with_timeout(max(timeout - waited, 0.001))
+        return request
+
     async def complete(self, model: str, request: Request) -> ProviderResponse:
-        params = self._params(model, request)
+        system = self._system(request)
+        plan = self._plan(model, request, system)
+        if plan is None:
+            return await self._complete(model, request, system, None, None)
+        ticket = plan.ticket()
+        try:
+            request = await self._wait(ticket, request)
+            if ticket.leader:
+                # Streamed, so the group waiting on it goes at its first event, not
+                # after the whole answer.
+                return await self._collect(model, request, system, plan, ticket)
+            return await self._complete(model, request, system, plan, ticket)
+        finally:
+            ticket.close()
+
+    async def _complete(
+        self,
+        model: str,
+        request: Request,
+        system: str | None,
+        plan: Plan | None,
+        ticket: Ticket | None,
+    ) -> ProviderResponse:
+        params = self._params(model, request, system, plan)
         # The transport bounds the whole exchange, body included, by this deadline.
         token = DEADLINE.set(self._deadline(request))
         try:
             raw = await self._client.messages.with_raw_response.create(**params)
+            if ticket is not None:
+                ticket.opened()
             body = await raw.read()
         except Exception as exc:
             error, cause = self._map_error(exc, model)
@@ -285,8 +418,52 @@ class AnthropicProvider:
             text, finish, usage, request_id, rate_limit_headers(headers.items())
         )
 
-    async def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
-        params = self._params(model, request)
+    async def _collect(
+        self, model: str, request: Request, system: str | None, plan: Plan, ticket: Ticket
+    ) -> ProviderResponse:
+        """A whole answer, read as a stream."""
+        parts: list[str] = []
+        end: ProviderStreamEnd | None = None
+        async with aclosing(self._stream(model, request, system, plan, ticket)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                else:
+                    end = event
+        if end is None:  # pragma: no cover - _stream always ends with one
+            raise APIConnectionError(f"stream from {self._base_url} had no end", model=model)
+        return ProviderResponse(
+            "".join(parts), end.finish_reason, end.usage, end.request_id, end.headers
+        )
+
+    def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
+        system = self._system(request)
+        plan = self._plan(model, request, system)
+        if plan is None:
+            return self._stream(model, request, system, None, None)
+        return self._gated_stream(model, request, system, plan)
+
+    async def _gated_stream(
+        self, model: str, request: Request, system: str | None, plan: Plan
+    ) -> AsyncGenerator[ProviderStreamEvent, None]:
+        ticket = plan.ticket()
+        try:
+            request = await self._wait(ticket, request)
+            async with aclosing(self._stream(model, request, system, plan, ticket)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            ticket.close()
+
+    async def _stream(
+        self,
+        model: str,
+        request: Request,
+        system: str | None,
+        plan: Plan | None,
+        ticket: Ticket | None,
+    ) -> AsyncGenerator[ProviderStreamEvent, None]:
+        params = self._params(model, request, system, plan)
         deadline = self._deadline(request)
         # The transport holds the whole stream to this deadline, silent servers included.
         token = DEADLINE.set(deadline)
@@ -301,6 +478,7 @@ class AnthropicProvider:
         request_id = headers.get("request-id")
         finish: str | None = None
         usage = Usage()
+        raw_usage: dict[str, Any] = {}
         stopped = False
         events = stream.__aiter__()
         try:
@@ -311,13 +489,17 @@ class AnthropicProvider:
                     if delta.type == "text_delta" and delta.text:
                         yield TextDelta(delta.text)
                 elif kind == "message_start":
-                    usage = _usage(event.message.usage)
+                    raw_usage = _raw_usage(event.message.usage)
+                    usage = _usage(raw_usage)
+                    if ticket is not None:
+                        ticket.opened()
                 elif kind == "message_delta":
                     finish = event.delta.stop_reason or finish
-                    # Output tokens here are cumulative; input ones only sometimes present.
-                    usage.output_tokens = int(event.usage.output_tokens or 0)
-                    if event.usage.input_tokens is not None:
-                        usage = _usage(event.usage)
+                    # Output tokens here are cumulative; the others only sometimes present.
+                    for name, value in _raw_usage(event.usage).items():
+                        if value is not None:
+                            raw_usage[name] = value
+                    usage = _usage(raw_usage)
                 elif kind == "message_stop":
                     stopped = True
                     break

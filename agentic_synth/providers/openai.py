@@ -27,6 +27,16 @@ models that require it (``o1*``, ``o3*``, ``o4*``, ``gpt-5*``; override with
 ``options={"max_tokens_field": ...}``), and ``strict: true`` for a JSON Schema
 only when it fits the strict subset (:mod:`._openai_strict`). Extra headers for
 every request: ``options={"headers": {...}}``.
+
+Prompt caching (:mod:`._prompt_cache`): servers cache long prompt prefixes by
+themselves; for a prefix of 1,024+ tokens (a system prompt, or leading turns
+repeated across requests) the body carries ``prompt_cache_key``, a hash of that
+prefix, so OpenAI routes the requests sharing it to the machines holding it, and
+the first request of each prefix goes alone until it has answered, the rest after
+it, so they find the prefix cached. ``Usage.cache_read_input_tokens`` reports
+``prompt_tokens_details.cached_tokens``. ``options={"prompt_cache": False}`` turns
+both off (for a server that rejects unknown fields); ``"prompt_cache_min_tokens"``
+changes the 1,024.
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -72,6 +83,14 @@ from ._net import (
     warn_proxy_ignored,
 )
 from ._openai_strict import strict_eligible
+from ._prompt_cache import (
+    OPENAI_MIN_TOKENS,
+    Plan,
+    PromptCache,
+    PromptCacheConfig,
+    Ticket,
+    prompt_cache_config,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -94,6 +113,10 @@ TRANSPORTS: tuple[Transport, ...] = ("lean", "aiohttp")
 DEFAULT_TRANSPORT: Transport = "lean"
 #: Seconds a finished stream may take to end its HTTP body before the connection is dropped.
 DRAIN_SECONDS = 0.5
+#: ``Request.extra`` keys that settle the prompt or its key themselves: no automatic key.
+_OWN_LAYOUT = frozenset({"messages", "prompt_cache_key"})
+#: ``Request.extra`` keys that become part of the prompt the server caches.
+_CACHE_KEYED = ("tools", "tool_choice", "functions")
 
 
 def validate(spec: ModelSpec) -> None:
@@ -102,6 +125,7 @@ def validate(spec: ModelSpec) -> None:
     _transport_option(spec)
     _max_tokens_option(spec)
     header_option(spec.options, spec.name)
+    prompt_cache_config(spec.options, spec.name, ttls=False)
 
 
 def _max_tokens_option(spec: ModelSpec) -> MaxTokensField | None:
@@ -143,6 +167,7 @@ def create(spec: ModelSpec, *, max_connections: int) -> OpenAIProvider:
         limits=spec.response_limits,
         headers=header_option(spec.options, spec.name),
         max_tokens_field=_max_tokens_option(spec),
+        prompt_cache=prompt_cache_config(spec.options, spec.name, ttls=False),
     )
 
 
@@ -195,6 +220,7 @@ class OpenAIProvider:
         limits: ResponseLimits | None = None,
         headers: Mapping[str, str] | None = None,
         max_tokens_field: MaxTokensField | None = None,
+        prompt_cache: PromptCacheConfig | None = None,
     ) -> None:
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
@@ -236,6 +262,17 @@ class OpenAIProvider:
         self._origin: AiohttpOrigin | None = None
         self._lean: LeanHTTPClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        cache = prompt_cache or PromptCacheConfig()
+        self._prompt_cache: PromptCache | None = None
+        if cache.enabled:
+            # Entries last 5-10 idle minutes: the gate takes them for 5-minute ones.
+            self._prompt_cache = PromptCache(
+                PromptCacheConfig(ttl="5m", min_tokens=cache.min_tokens),
+                min_tokens=_openai_minimum,
+                max_breakpoints=1,
+            )
+        self._salt_schema: Mapping[str, Any] | None = None
+        self._salt_text = ""
         warn_plain_http("openai", self._url, api_key)
 
     def __repr__(self) -> str:
@@ -299,7 +336,39 @@ class OpenAIProvider:
             self._schema = schema
         return self._schema_strict
 
-    def _body(self, model: str, request: Request, *, stream: bool) -> bytes:
+    def _plan(self, model: str, request: Request) -> Plan | None:
+        """The shared prefix to key (``None``: none, the common case)."""
+        cache = self._prompt_cache
+        if cache is None:
+            return None
+        extra = request.extra
+        salt = ""
+        if extra:
+            if not _OWN_LAYOUT.isdisjoint(extra):
+                return None
+            keyed = {k: extra[k] for k in _CACHE_KEYED if k in extra}
+            if keyed:
+                salt = json.dumps(keyed, sort_keys=True, default=str)
+        schema = request.json_schema
+        if schema is not None:
+            # A response schema is part of the prompt the server sees.
+            if schema is not self._salt_schema:
+                self._salt_text = json.dumps(schema, sort_keys=True, default=str)
+                self._salt_schema = schema
+            salt += self._salt_text
+        return cache.plan(model, request.system, request.messages, salt)
+
+    async def _wait(self, ticket: Ticket, request: Request) -> Request:
+        """Pass the warm-up gate; the time waited comes off the call's timeout."""
+        timeout = self._total_for(request)
+        waited = await ticket.wait(timeout)
+        if waited > 0.0 and timeout is not None:
+            return request.with_timeout(max(timeout - waited, 0.001))
+        return request
+
+    def _body(
+        self, model: str, request: Request, *, stream: bool, plan: Plan | None = None
+    ) -> bytes:
         messages: list[Any] = request.messages
         if request.system is not None:
             messages = [{"role": "system", "content": request.system}, *messages]
@@ -322,6 +391,8 @@ class OpenAIProvider:
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        if plan is not None:
+            body["prompt_cache_key"] = plan.key
         if extra:
             body.update(extra)
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -334,7 +405,20 @@ class OpenAIProvider:
         return None if total is None else time.monotonic() + total
 
     async def complete(self, model: str, request: Request) -> ProviderResponse:
-        body = self._body(model, request, stream=False)
+        plan = self._plan(model, request)
+        if plan is None:
+            return await self._complete(model, request, None, None)
+        ticket = plan.ticket()
+        try:
+            request = await self._wait(ticket, request)
+            return await self._complete(model, request, plan, ticket)
+        finally:
+            ticket.close()
+
+    async def _complete(
+        self, model: str, request: Request, plan: Plan | None, ticket: Ticket | None
+    ) -> ProviderResponse:
+        body = self._body(model, request, stream=False, plan=plan)
         reason: str | None
         all_headers: Mapping[str, str]
         try:
@@ -353,6 +437,8 @@ class OpenAIProvider:
                 status, reason, all_headers = resp.status, resp.reason, resp.headers
             if status >= 300:
                 raise self._status_error(status, reason, all_headers, raw, model)
+            if ticket is not None:
+                ticket.opened()
             headers = rate_limit_headers(all_headers.items())
             request_id = _request_id(all_headers)
         except ProviderError:
@@ -371,8 +457,28 @@ class OpenAIProvider:
             "POST", self._url, self._headers, body, deadline=self._deadline(request)
         )
 
-    async def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
-        body = self._body(model, request, stream=True)
+    def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
+        plan = self._plan(model, request)
+        if plan is None:
+            return self._stream(model, request, None, None)
+        return self._gated_stream(model, request, plan)
+
+    async def _gated_stream(
+        self, model: str, request: Request, plan: Plan
+    ) -> AsyncGenerator[ProviderStreamEvent, None]:
+        ticket = plan.ticket()
+        try:
+            request = await self._wait(ticket, request)
+            async with aclosing(self._stream(model, request, plan, ticket)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            ticket.close()
+
+    async def _stream(
+        self, model: str, request: Request, plan: Plan | None, ticket: Ticket | None
+    ) -> AsyncGenerator[ProviderStreamEvent, None]:
+        body = self._body(model, request, stream=True, plan=plan)
         try:
             resp = await self._open_stream(body, request)
         except Exception as exc:
@@ -381,6 +487,8 @@ class OpenAIProvider:
             if resp.status >= 300:
                 raw = await resp.read()
                 raise self._status_error(resp.status, resp.reason, resp.headers, raw, model)
+            if ticket is not None:
+                ticket.opened()
             headers = rate_limit_headers(resp.headers.items())
             request_id = _request_id(resp.headers)
             content_type = resp.headers.get("content-type", "")
@@ -561,6 +669,19 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
 
 
 def _usage(data: Any) -> Usage:
+    """``prompt_tokens`` is the whole prompt; ``cached_tokens`` of it were read from
+    the server's prompt cache."""
     if not data:
         return Usage()
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+    details = data.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(
+        int(data.get("prompt_tokens") or 0),
+        int(data.get("completion_tokens") or 0),
+        0,
+        int(cached or 0),
+    )
+
+
+def _openai_minimum(model: str) -> int:
+    return OPENAI_MIN_TOKENS

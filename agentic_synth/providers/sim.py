@@ -12,11 +12,20 @@ answer to them: HTTP errors go through the same status mapping
 (:func:`~agentic_synth.providers._http_errors.error_for_status`) with the
 Anthropic API's bodies, and hostile answers (huge headers or bodies, endless
 lines, silence) end as a client bounded by ``ModelSpec.response_limits`` ends them.
+
+Prompt caching is simulated on both sides: the provider marks and gates prompts
+as the anthropic provider does (:mod:`._prompt_cache`, ``SimConfig.prompt_cache``)
+and the simulator's cache (:mod:`agentic_synth.simulator._prompt_cache`) answers
+with the writes and reads the API would report. A warm-up answer starts after
+the latency (the anthropic provider streams it), any other non-streamed answer
+once it is complete; what it wrote is readable from then on.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from typing import NoReturn
 
 import anyio
@@ -34,9 +43,11 @@ from .._spec import ModelSpec, ResponseLimits
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
 from ..simulator import Outcome, SimConfig, Simulator
 from ..simulator._anthropic_wire import AnthropicWire
+from ..simulator._prompt_cache import Block, CacheUse
 from ..simulator._wire import WireError
 from ._base import ProviderStreamEvent
 from ._http_errors import error_for_status
+from ._prompt_cache import Plan, PromptCache, Ticket, prompt_cache_config
 
 __all__ = ["SimProvider", "create", "validate"]
 
@@ -60,23 +71,54 @@ class SimProvider:
     name = "sim"
 
     def __init__(
-        self, config: SimConfig | None = None, *, limits: ResponseLimits | None = None
+        self,
+        config: SimConfig | None = None,
+        *,
+        limits: ResponseLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config = config or SimConfig()
+        self.config = config = config or SimConfig()
         #: The response limits hostile faults are measured against, as a real client's are.
         self.limits = limits or ResponseLimits()
-        self.simulator = Simulator(self.config)
+        #: Outcomes and the provider-side prompt cache (its TTLs run on ``clock``).
+        self.simulator = Simulator(config, clock=clock)
+        cache = prompt_cache_config(
+            {
+                "prompt_cache": config.prompt_cache,
+                "prompt_cache_min_tokens": config.prompt_cache_min_tokens,
+            },
+            "sim",
+        )
+        self._prompt_cache = PromptCache(cache, clock=clock) if cache.enabled else None
 
     def __repr__(self) -> str:
         return f"SimProvider({self.config!r})"
 
+    def _plan(self, model: str, request: Request) -> Plan | None:
+        cache = self._prompt_cache
+        if cache is None:
+            return None
+        return cache.plan(model, request.system, request.messages)
+
+    def _cache_use(
+        self, model: str, request: Request, plan: Plan, outcome: Outcome
+    ) -> CacheUse | None:
+        """What the provider's cache reads and writes for ``request`` as marked by ``plan``."""
+        marks = {point.at: point.ttl for point in plan.breakpoints}
+        blocks: list[Block] = []
+        if request.system:
+            blocks.append((request.system, "s", marks.get(-1)))
+        for i, message in enumerate(request.messages):
+            blocks.append((message["content"], f"{message['role'][0]}{i}", marks.get(i)))
+        return self.simulator.prompt_cache.anthropic(model, blocks, outcome.input_tokens)
+
     async def complete(self, model: str, request: Request) -> ProviderResponse:
+        plan = self._plan(model, request)
+        if plan is not None:
+            return await self._complete_cached(model, request, plan)
         outcome = self.simulator.decide(request)
         if outcome.fault is not None and self._harms(outcome.fault):
-            await _sleep(outcome.delay)
-            if outcome.fault in _HANGS:
-                await self._hang(outcome, model, request)
-            raise self._error(outcome, model, streaming=False)
+            await self._fail(outcome, model, request, streaming=False)
         delay = outcome.delay + self.simulator.stream_seconds(outcome)
         if delay > 0.0:
             await anyio.sleep(delay)
@@ -87,7 +129,60 @@ class SimProvider:
             f"req_sim_{outcome.token}",
         )
 
-    async def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
+    async def _complete_cached(self, model: str, request: Request, plan: Plan) -> ProviderResponse:
+        ticket = plan.ticket()
+        try:
+            await ticket.wait(request.timeout if request.timeout is not None else self.config.hang)
+            outcome = self.simulator.decide(request)
+            if outcome.fault is not None and self._harms(outcome.fault):
+                await self._fail(outcome, model, request, streaming=False)
+            use = self._cache_use(model, request, plan, outcome)
+            first, rest = outcome.delay, self.simulator.stream_seconds(outcome)
+            if not ticket.leader:
+                first, rest = first + rest, 0.0  # a non-streamed answer starts when complete
+            await _sleep(first)
+            if use is not None:
+                self.simulator.prompt_cache.started(use)
+            ticket.opened()
+            await _sleep(rest)
+        finally:
+            ticket.close()
+        return ProviderResponse(
+            outcome.text,
+            _FINISH[outcome.finish],
+            _usage(outcome, use),
+            f"req_sim_{outcome.token}",
+        )
+
+    async def _fail(
+        self, outcome: Outcome, model: str, request: Request, *, streaming: bool
+    ) -> NoReturn:
+        await _sleep(outcome.delay)
+        if outcome.fault in _HANGS:
+            await self._hang(outcome, model, request)
+        raise self._error(outcome, model, streaming=streaming)
+
+    def stream(self, model: str, request: Request) -> AsyncIterator[ProviderStreamEvent]:
+        plan = self._plan(model, request)
+        if plan is None:
+            return self._stream(model, request, None, None)
+        return self._gated_stream(model, request, plan)
+
+    async def _gated_stream(
+        self, model: str, request: Request, plan: Plan
+    ) -> AsyncGenerator[ProviderStreamEvent, None]:
+        ticket = plan.ticket()
+        try:
+            await ticket.wait(request.timeout if request.timeout is not None else self.config.hang)
+            async with aclosing(self._stream(model, request, plan, ticket)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            ticket.close()
+
+    async def _stream(
+        self, model: str, request: Request, plan: Plan | None, ticket: Ticket | None
+    ) -> AsyncGenerator[ProviderStreamEvent, None]:
         outcome = self.simulator.decide(request)
         fault = outcome.fault
         await _sleep(outcome.delay)
@@ -98,6 +193,13 @@ class SimProvider:
                 await self._hang(outcome, model, request)
             elif fault not in _MID_STREAM:
                 raise self._error(outcome, model, streaming=True)
+        use = None
+        if plan is not None:
+            use = self._cache_use(model, request, plan, outcome)
+            if use is not None:
+                self.simulator.prompt_cache.started(use)
+        if ticket is not None:
+            ticket.opened()
         config = self.config
         pieces = outcome.pieces(config.stream_chunk_tokens)
         # Mid-stream faults break after a share of the deltas, as on the wire.
@@ -116,9 +218,7 @@ class SimProvider:
         if fault is not None:
             raise self._error(outcome, model, streaming=True)
         yield ProviderStreamEnd(
-            _FINISH[outcome.finish],
-            Usage(outcome.input_tokens, outcome.output_tokens),
-            f"req_sim_{outcome.token}",
+            _FINISH[outcome.finish], _usage(outcome, use), f"req_sim_{outcome.token}"
         )
 
     async def aclose(self) -> None:
@@ -233,6 +333,12 @@ class SimProvider:
             error_type=_WIRE.error_type(error),
             model=model,
         )
+
+
+def _usage(outcome: Outcome, use: CacheUse | None) -> Usage:
+    if use is None:
+        return Usage(outcome.input_tokens, outcome.output_tokens)
+    return Usage(outcome.input_tokens, outcome.output_tokens, use.written, use.read)
 
 
 async def _sleep(seconds: float) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from .._types import Request
 from ._engine import Outcome
+from ._prompt_cache import Block
 from ._wire import ParsedCall, RateWindow, WireError, build_messages, content_text, dumps
 
 __all__ = ["CREDIT_MESSAGE", "PERMISSION_MESSAGE", "AnthropicWire"]
@@ -46,6 +47,85 @@ _DELTA_PREFIX = (
 )
 _BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+#: Breakpoints the API accepts per request.
+MAX_CACHE_BREAKPOINTS = 4
+
+
+def _cache_ttl(mark: Any, where: str) -> str:
+    """The TTL a ``cache_control`` object asks for, checked as the API checks it."""
+    if not isinstance(mark, dict) or mark.get("type") != "ephemeral":
+        raise WireError(400, "invalid_request", f"{where}.type: Input should be 'ephemeral'")
+    ttl = mark.get("ttl", "5m")
+    if ttl not in ("5m", "1h"):
+        raise WireError(400, "invalid_request", f"{where}.ttl: Input should be '5m' or '1h'")
+    return str(ttl)
+
+
+def _block(block: Any, tag: str, where: str) -> Block | None:
+    if isinstance(block, str):
+        return (block, tag, None)
+    if not isinstance(block, dict) or not isinstance(block.get("text"), str):
+        return None  # images and the like: no text to count
+    mark = block.get("cache_control")
+    return (
+        block["text"],
+        tag,
+        None if mark is None else _cache_ttl(mark, f"{where}.cache_control"),
+    )
+
+
+def _cache_blocks(payload: dict[str, Any], system: Any, messages: list[Any]) -> tuple[Block, ...]:
+    """The prompt's text blocks when any is marked ``cache_control``, else none.
+
+    A top-level ``cache_control`` (automatic caching) marks the last block. More
+    than 4 breakpoints, or a 1-hour one after a 5-minute one, is a 400.
+    """
+    top = payload.get("cache_control")
+    if (
+        top is None
+        and not isinstance(system, list)
+        and not any(isinstance(m.get("content"), list) for m in messages)
+    ):
+        return ()  # plain strings: nothing can be marked
+    blocks: list[Block] = []
+    if isinstance(system, str):
+        if system:
+            blocks.append((system, "s", None))
+    elif isinstance(system, list):
+        for i, item in enumerate(system):
+            found = _block(item, "s", f"system.{i}")
+            if found is not None:
+                blocks.append(found)
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        tag = f"{message['role'][0]}{i}"
+        if isinstance(content, str):
+            blocks.append((content, tag, None))
+            continue
+        for j, item in enumerate(content):
+            found = _block(item, tag, f"messages.{i}.content.{j}")
+            if found is not None:
+                blocks.append(found)
+    if top is not None and blocks:
+        text, tag, ttl = blocks[-1]
+        blocks[-1] = (text, tag, ttl or _cache_ttl(top, "cache_control"))
+    marked = [block[2] for block in blocks if block[2] is not None]
+    if not marked:
+        return ()
+    if len(marked) > MAX_CACHE_BREAKPOINTS:
+        raise WireError(
+            400,
+            "invalid_request",
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be "
+            f"provided. Found {len(marked)}.",
+        )
+    if "5m" in marked and "1h" in marked[marked.index("5m") :]:
+        raise WireError(
+            400,
+            "invalid_request",
+            "a cache_control block with ttl='1h' must not come after one with ttl='5m'",
+        )
+    return tuple(blocks)
 
 
 def _schema_of(payload: dict[str, Any]) -> Any:
@@ -59,6 +139,24 @@ def _schema_of(payload: dict[str, Any]) -> Any:
                     raise WireError(400, "invalid_request", f"{key}: schema must be an object")
                 return schema
     return None
+
+
+def _usage(call: ParsedCall, outcome: Outcome) -> dict[str, Any]:
+    """Usage as the API reports it: ``input_tokens`` is what the cache did not cover."""
+    use = call.cache_use
+    read = written = written_1h = 0
+    if use is not None:
+        read, written, written_1h = use.read, use.written, use.written_1h
+    return {
+        "input_tokens": max(outcome.input_tokens - read - written, 0),
+        "output_tokens": outcome.output_tokens,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": written - written_1h,
+            "ephemeral_1h_input_tokens": written_1h,
+        },
+    }
 
 
 class AnthropicWire:
@@ -106,7 +204,8 @@ class AnthropicWire:
             stop=tuple(stop),
             json_schema=_schema_of(payload),
         )
-        return ParsedCall(request, model, bool(payload.get("stream")))
+        blocks = _cache_blocks(payload, system, messages)
+        return ParsedCall(request, model, bool(payload.get("stream")), blocks=blocks)
 
     def _message(self, call: ParsedCall, outcome: Outcome | None, ident: str) -> dict[str, Any]:
         return {
@@ -117,24 +216,17 @@ class AnthropicWire:
             "content": [] if outcome is None else [{"type": "text", "text": outcome.text}],
             "stop_reason": None if outcome is None else _STOP_REASONS[outcome.finish],
             "stop_sequence": None if outcome is None else outcome.stop_sequence,
-            "usage": {
-                "input_tokens": 0,
-                "output_tokens": 0,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-            },
+            "usage": {} if outcome is None else _usage(call, outcome),
         }
 
     def body(self, call: ParsedCall, outcome: Outcome, ident: str) -> bytes:
         message = self._message(call, outcome, ident)
-        usage = message["usage"]
-        usage["input_tokens"] = outcome.input_tokens
-        usage["output_tokens"] = outcome.output_tokens
+        message["usage"]["output_tokens"] = outcome.output_tokens
         return dumps(message)
 
     def stream_head(self, call: ParsedCall, outcome: Outcome, ident: str) -> bytes:
         message = self._message(call, None, ident)
-        message["usage"]["input_tokens"] = outcome.input_tokens
+        message["usage"] = _usage(call, outcome)
         message["usage"]["output_tokens"] = 1
         start = dumps({"type": "message_start", "message": message})
         return b"event: message_start\ndata: " + start + b"\n\n" + _BLOCK_START

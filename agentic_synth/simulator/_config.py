@@ -51,6 +51,7 @@ WIRE_ONLY_FAULTS = ("reset", "malformed", "truncate", "stream_error", *HOSTILE_F
 #: Statuses the redirect fault may answer with.
 REDIRECT_STATUSES = (300, 301, 302, 303, 307, 308)
 _NO_LATENCY = fixed(0.0)
+_PROMPT_CACHE_VALUES = (True, False, "auto", "5m", "1h")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,15 @@ class SimConfig:
     requests_per_minute: int = 4000
     input_tokens_per_minute: int = 400_000
     output_tokens_per_minute: int = 80_000
+    #: Prompt caching as the APIs do it: Anthropic ``cache_control`` breakpoints,
+    #: OpenAI's automatic caching of long prompts; ``False``: a server without it.
+    #: The in-process ``sim`` provider also plays the client, as the anthropic
+    #: provider's ``prompt_cache`` option: ``True``/``"auto"``, ``False``, or a
+    #: forced TTL ``"5m"``/``"1h"``.
+    prompt_cache: bool | str = True
+    #: Minimum cacheable prompt prefix in tokens; ``None``: the model's (Anthropic's
+    #: table by model name, 1,024 on the OpenAI wire).
+    prompt_cache_min_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.latency, Latency):
@@ -211,6 +221,19 @@ class SimConfig:
         if not (_is_int(self.fail_first_n) and self.fail_first_n >= 0):
             raise ConfigurationError(
                 f"fail_first_n must be an integer >= 0, got {self.fail_first_n!r}"
+            )
+        if not any(
+            self.prompt_cache is v or (isinstance(v, str) and self.prompt_cache == v)
+            for v in _PROMPT_CACHE_VALUES
+        ):
+            raise ConfigurationError(
+                f"prompt_cache must be one of {', '.join(map(repr, _PROMPT_CACHE_VALUES))}, "
+                f"got {self.prompt_cache!r}"
+            )
+        minimum = self.prompt_cache_min_tokens
+        if minimum is not None and not (_is_int(minimum) and minimum >= 1):
+            raise ConfigurationError(
+                f"prompt_cache_min_tokens must be an integer >= 1 or None, got {minimum!r}"
             )
         if self.fail_first_kind not in FAULT_KINDS:
             raise ConfigurationError(

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from .._core import fingerprint  # type: ignore[import-not-found,unused-ignore]
 from .._request import canonical_bytes
 from .._types import Request
 from ._config import FAULT_KINDS, SimConfig
+from ._prompt_cache import PromptCacheSim
 from ._schema_json import generate_json
 from ._text import corpus
 
@@ -117,10 +119,15 @@ class Simulator:
         "_seen",
         "_thresholds",
         "config",
+        "prompt_cache",
     )
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(
+        self, config: SimConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.config = config = config or SimConfig()
+        #: The provider's prompt cache; its TTLs run on ``clock``.
+        self.prompt_cache = PromptCacheSim(config, clock)
         cumulative = 0.0
         thresholds: list[tuple[float, str]] = []
         for kind in FAULT_KINDS:

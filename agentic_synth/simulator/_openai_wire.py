@@ -85,6 +85,16 @@ def _schema_of(payload: dict[str, Any]) -> Any:
     return None
 
 
+def _usage(call: ParsedCall, outcome: Outcome) -> dict[str, Any]:
+    use = call.cache_use
+    return {
+        "prompt_tokens": outcome.input_tokens,
+        "completion_tokens": outcome.output_tokens,
+        "total_tokens": outcome.input_tokens + outcome.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0 if use is None else use.read},
+    }
+
+
 class OpenAIWire:
     path = "/v1/chat/completions"
 
@@ -139,7 +149,12 @@ class OpenAIWire:
             json_schema=_schema_of(payload),
         )
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        return ParsedCall(request, model, bool(payload.get("stream")), include_usage)
+        blocks = [(text, f"{role[0]}{i}", None) for i, (role, text) in enumerate(raw)]
+        if system:
+            blocks.insert(0, ("\n".join(system), "s", None))
+        return ParsedCall(
+            request, model, bool(payload.get("stream")), include_usage, blocks=tuple(blocks)
+        )
 
     def body(self, call: ParsedCall, outcome: Outcome, ident: str) -> bytes:
         return dumps(
@@ -156,11 +171,7 @@ class OpenAIWire:
                         "finish_reason": _FINISH[outcome.finish],
                     }
                 ],
-                "usage": {
-                    "prompt_tokens": outcome.input_tokens,
-                    "completion_tokens": outcome.output_tokens,
-                    "total_tokens": outcome.input_tokens + outcome.output_tokens,
-                },
+                "usage": _usage(call, outcome),
                 "system_fingerprint": "fp_sim",
             }
         )
@@ -200,13 +211,7 @@ class OpenAIWire:
             f'[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"{finish}"}}]',
         )
         if call.include_usage:
-            usage = dumps(
-                {
-                    "prompt_tokens": outcome.input_tokens,
-                    "completion_tokens": outcome.output_tokens,
-                    "total_tokens": outcome.input_tokens + outcome.output_tokens,
-                }
-            ).decode()
+            usage = dumps(_usage(call, outcome)).decode()
             out += self._chunk(call, ident, "[]", usage)
         return out + b"data: [DONE]\n\n"
 

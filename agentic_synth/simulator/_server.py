@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import httptools
 
+from ..providers._prompt_cache import EXTENDED_TTL_BETA
 from ._anthropic_wire import AnthropicWire
 from ._config import SimConfig
 from ._engine import Outcome, Simulator
@@ -37,7 +38,8 @@ __all__ = ["STATS_PATH", "MockServer", "ServerStats"]
 STATS_PATH = "/_sim/stats"
 
 _WIRES: dict[str, Wire] = {w.path: w for w in (AnthropicWire(), OpenAIWire())}
-_FALLBACK_WIRE = _WIRES["/v1/messages"]
+_ANTHROPIC = _WIRES["/v1/messages"]
+_FALLBACK_WIRE = _ANTHROPIC
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _REASONS = {s.value: s.phrase for s in HTTPStatus} | {529: "Overloaded"}
 _STATUS_LINES: dict[int, bytes] = {}
@@ -47,6 +49,11 @@ _FAULT_ERRORS = {
     "500": (500, "api_error", "Internal server error"),
     "no_retry": (500, "api_error", "Internal server error"),
 }
+#: Faults answered with an error status (or no answer): nothing reaches the prompt cache.
+_NO_ANSWER = frozenset(
+    {"429", "500", "529", "long_retry_after", "no_retry", "quota", "not_found", "forbidden"}
+    | {"redirect", "reset", "unauthorized"}
+)
 #: Faults answered by the API's own error for them (:meth:`Wire.fault_error`).
 _API_FAULTS = frozenset({"quota", "not_found", "forbidden"})
 #: Faults that send a 200 and then never finish it.
@@ -83,6 +90,12 @@ class ServerStats:
     streams_aborted: int = 0
     open_connections: int = 0
     connections_total: int = 0
+    #: Answers that wrote to / read from the prompt cache, and the tokens they did
+    #: (OpenAI wire: a write is a prompt found cold and cached).
+    cache_writes: int = 0
+    cache_write_tokens: int = 0
+    cache_reads: int = 0
+    cache_read_tokens: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         """Plain JSON-able counters, plus this process's id and CPU seconds."""
@@ -95,6 +108,10 @@ class ServerStats:
             "streams_aborted": self.streams_aborted,
             "open_connections": self.open_connections,
             "connections_total": self.connections_total,
+            "cache_writes": self.cache_writes,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cache_reads": self.cache_reads,
+            "cache_read_tokens": self.cache_read_tokens,
             "pid": os.getpid(),
             "cpu_seconds": time.process_time(),
         }
@@ -304,6 +321,18 @@ class _Connection(asyncio.Protocol):
         self.call = call
         self.outcome = outcome
         fault = outcome.fault
+        if call.blocks and (
+            fault is None
+            or not (fault in _NO_ANSWER or (fault == "stream_error" and not call.stream))
+        ):
+            cache = server.simulator.prompt_cache
+            if wire is _ANTHROPIC:
+                one_hour = EXTENDED_TTL_BETA in headers.get("anthropic-beta", "")
+                call.cache_use = cache.anthropic(
+                    call.model, call.blocks, outcome.input_tokens, one_hour=one_hour
+                )
+            else:
+                call.cache_use = cache.openai(call.model, call.blocks, outcome.input_tokens)
         if fault is None:
             self._schedule(outcome.delay, self._respond, None)
         else:
@@ -366,7 +395,11 @@ class _Connection(asyncio.Protocol):
         if outcome is None:
             reset = window.record(0, 0)
         else:
-            reset = window.record(outcome.input_tokens, outcome.output_tokens)
+            uncached = outcome.input_tokens
+            use = self.call.cache_use if self.call is not None else None
+            if use is not None and wire is _ANTHROPIC:
+                uncached -= use.read  # cache reads do not count towards Anthropic's ITPM
+            reset = window.record(uncached, outcome.output_tokens)
         limits = (
             config.requests_per_minute,
             config.input_tokens_per_minute,
@@ -388,6 +421,8 @@ class _Connection(asyncio.Protocol):
         if transport is None or self.closed:
             return
         self.server.stats.responses[status] += 1
+        if status == 200:
+            self._cache_started()
         head = self._common_headers(self.wire, request_id, content_type, extra)
         length = len(body) if declared_length is None else declared_length
         transport.write(
@@ -468,6 +503,7 @@ class _Connection(asyncio.Protocol):
         if transport is None or self.closed:
             return None
         self.server.stats.responses[200] += 1
+        self._cache_started()
         head = self._common_headers(self.wire, request_id, content_type, extra)
         transport.write(b"".join([self._status(200), head, framing, b"\r\n"]))
         return transport
@@ -666,6 +702,7 @@ class _Connection(asyncio.Protocol):
         server = self.server
         server.stats.responses[200] += 1
         server.stats.streams_started += 1
+        self._cache_started()
         self.streaming = True
         pieces = outcome.pieces(server.config.stream_chunk_tokens)
         self.pieces = pieces
@@ -728,6 +765,21 @@ class _Connection(asyncio.Protocol):
         self.streaming = False
         self.server.stats.streams_completed += 1
         self._done()
+
+    def _cache_started(self) -> None:
+        """The answer starts: what this call wrote to the prompt cache becomes readable."""
+        call = self.call
+        use = call.cache_use if call is not None else None
+        if use is None or use.started:
+            return
+        self.server.simulator.prompt_cache.started(use)
+        stats = self.server.stats
+        if use.written:
+            stats.cache_writes += 1
+            stats.cache_write_tokens += use.written
+        if use.read:
+            stats.cache_reads += 1
+            stats.cache_read_tokens += use.read
 
     def _close(self) -> None:
         """End the connection without finishing the response (truncation fault)."""

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from .._types import Message, Request
 from ._engine import Outcome
+from ._prompt_cache import Block, CacheUse
 
 __all__ = ["ParsedCall", "RateWindow", "Wire", "WireError", "content_text", "dumps"]
 
@@ -40,6 +41,10 @@ class ParsedCall:
     stream: bool
     #: OpenAI ``stream_options.include_usage``.
     include_usage: bool = False
+    #: The prompt's blocks, for the prompt cache (Anthropic: only when one is marked).
+    blocks: tuple[Block, ...] = ()
+    #: What the prompt cache did for this call (set by the server).
+    cache_use: CacheUse | None = None
 
 
 def content_text(content: Any, where: str) -> str:
