@@ -133,6 +133,9 @@ GATE_WAIT_CAP = 300.0
 WARM_MARGIN = 10.0
 #: Groups tracked at most; past it new prefixes are marked but not gated.
 MAX_GROUPS = 16384
+#: Groups are swept when a new one comes this long after the last sweep (or the
+#: table doubled since).
+SWEEP_SECONDS = 60.0
 #: Prefixes whose sightings are remembered, per generation (two generations).
 SIGHTINGS = 1 << 16
 
@@ -306,32 +309,36 @@ class Ticket:
         its warm-up, or it waited its share of ``call_timeout``. Returns seconds waited."""
         group = self._group
         clock = self._clock
-        start = clock()
-        self.sent_at = start
-        if group is None or group.warm_until > start:
+        self.sent_at = now = clock()
+        if group is None or group.warm_until > now:
+            return 0.0
+        if not group.leading:
+            self._lead(group)
             return 0.0
         limit = (
             GATE_WAIT_CAP
             if call_timeout is None
             else min(GATE_WAIT_CAP, call_timeout * GATE_WAIT_SHARE)
         )
-        end = start + limit
-        while True:
-            if not group.leading:
-                group.leading = True
-                group.event = anyio.Event()
-                self.leader = True
-                break
-            remaining = end - clock()
-            event = group.event
-            if remaining <= 0 or event is None:
-                break  # waited long enough: go unwarmed
-            with anyio.move_on_after(remaining):
+        began = anyio.current_time()
+        with anyio.move_on_after(limit):  # then go unwarmed
+            while True:
+                if not group.leading:
+                    # Synchronous up to the end of the scope: no cancellation in between.
+                    self._lead(group)
+                    break
+                event = group.event
+                assert event is not None
                 await event.wait()
-            if group.warm_until > clock():
-                break
-        self.sent_at = now = clock()
-        return now - start
+                if group.warm_until > clock():
+                    break
+        self.sent_at = clock()
+        return anyio.current_time() - began
+
+    def _lead(self, group: _Group) -> None:
+        group.leading = True
+        group.event = anyio.Event()
+        self.leader = True
 
     def opened(self) -> None:
         """The answer started: the provider holds the entry; release the waiters."""
@@ -381,6 +388,7 @@ class PromptCache:
         self._sightings = _Sightings()
         self._groups: dict[bytes, _Group] = {}
         self._sweep_at = 1024
+        self._sweep_time = clock() + SWEEP_SECONDS
         # Forgotten this long after their last use: an hour, to see a sparse prefix
         # outlive the 5-minute entry; a forced 5-minute TTL needs no such memory.
         self._horizon = TTL_SECONDS["5m" if config.ttl == "5m" else "1h"]
@@ -474,7 +482,7 @@ class PromptCache:
         groups = self._groups
         group = groups.get(digest)
         if group is None:
-            if len(groups) >= self._sweep_at:
+            if len(groups) >= self._sweep_at or now >= self._sweep_time:
                 self._sweep(now)
             if len(groups) >= MAX_GROUPS:
                 return None
@@ -490,6 +498,7 @@ class PromptCache:
         for digest in [d for d, g in groups.items() if not g.leading and now - g.used > horizon]:
             del groups[digest]
         self._sweep_at = max(1024, 2 * len(groups))
+        self._sweep_time = now + SWEEP_SECONDS
 
     def __len__(self) -> int:
         """Groups tracked (for tests of the memory bound)."""

@@ -78,7 +78,29 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--requests-per-minute", "requests_per_minute", int, "limit in rate-limit headers"),
     ("--input-tokens-per-minute", "input_tokens_per_minute", int, "limit in headers"),
     ("--output-tokens-per-minute", "output_tokens_per_minute", int, "limit in headers"),
+    (
+        "--prompt-cache",
+        "prompt_cache",
+        lambda text: _on_off(text, "--prompt-cache"),
+        "on (default): cache prompts as the APIs do; off: a server without prompt caching",
+    ),
+    (
+        "--prompt-cache-min-tokens",
+        "prompt_cache_min_tokens",
+        int,
+        "minimum cacheable prefix (default: the model's; 1024 on the OpenAI wire)",
+    ),
 ]
+
+
+def _on_off(text: str, flag: str) -> bool:
+    value = text.strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{flag} takes on or off, got {text!r}")
+
 
 _ALIASES = {"--fail-first-n": ("--fail-first",)}
 
