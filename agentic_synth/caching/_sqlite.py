@@ -132,6 +132,7 @@ class SQLiteTier:
         self._batch_size = batch_size
         self._linger = linger
         self._checkpoint_bytes = checkpoint_bytes
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._reader = self._open(create=True)
         self._entries, self._bytes = self._reader.execute(
             "SELECT entries, bytes FROM meta WHERE id = 0"
@@ -445,13 +446,14 @@ class SQLiteTier:
         return count
 
     def _purge(self, conn: sqlite3.Connection) -> int:
+        now = self._clock()
         conn.execute("BEGIN IMMEDIATE")
         count, size = conn.execute(
             "SELECT count(*), coalesce(sum(length(value)), 0) FROM entries WHERE expires <= ?",
-            (self._clock(),),
+            (now,),
         ).fetchone()
         if count:
-            conn.execute("DELETE FROM entries WHERE expires <= ?", (self._clock(),))
+            conn.execute("DELETE FROM entries WHERE expires <= ?", (now,))
             conn.execute(_COUNT, (-count, -size))
         conn.execute("COMMIT")
         self._entries -= count

@@ -296,7 +296,7 @@ async def test_closed_tier_and_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_sync_close_without_an_event_loop(tmp_path: Path) -> None:
-    path = tmp_path / "cache.db"
+    path = tmp_path / "runs" / "job" / "cache.db"  # directories made as needed
 
     async def write() -> SQLiteTier:
         tier = SQLiteTier(path)
@@ -308,6 +308,7 @@ def test_sync_close_without_an_event_loop(tmp_path: Path) -> None:
     tier.close()
     tier.close()
     assert consistent(path) == (1, 1)
+    assert list(tier.items()) == [(key(1).hex(), b"v")]  # export from a closed store
 
 
 def test_refuses_another_format_and_non_databases(tmp_path: Path) -> None:
