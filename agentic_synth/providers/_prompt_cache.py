@@ -216,6 +216,13 @@ class Breakpoint:
     ttl: TTL
 
 
+#: The breakpoints of a plan that marks the system prompt only, by TTL.
+_SYSTEM_ONLY: dict[str, tuple[Breakpoint, ...]] = {
+    "5m": (Breakpoint(-1, "5m"),),
+    "1h": (Breakpoint(-1, "1h"),),
+}
+
+
 class _Group:
     """One marked prefix: its TTL, when it was last used, and its warm-up state."""
 
@@ -393,6 +400,8 @@ class PromptCache:
         # outlive the 5-minute entry; a forced 5-minute TTL needs no such memory.
         self._horizon = TTL_SECONDS["5m" if config.ttl == "5m" else "1h"]
         self._fresh_systems = 0
+        #: (system, model, salt, tokens, digest) of the last system prompt planned alone.
+        self._memo: tuple[str, str, str, int, bytes] | None = None
 
     def plan(
         self,
@@ -407,10 +416,14 @@ class PromptCache:
         schema compiled into the prompt), so different ones never share a group.
         """
         leading = len(messages) - 1
+        minimum = self._minimum(model)
+        if leading == 0:  # the common case: one input after a system prompt
+            if not system or len(system) < minimum:
+                return None
+            return self._plan_system(model, system, salt, minimum)
         chars = len(system) if system else 0
         for i in range(leading):
             chars += len(messages[i]["content"])
-        minimum = self._minimum(model)
         # Estimates never exceed the length in characters: most requests stop here.
         if chars < minimum:
             return None
@@ -463,6 +476,29 @@ class PromptCache:
         points = tuple(Breakpoint(bounds[j][0], t) for j, t in zip(chosen, ttls, strict=True))
         _, size, digest = bounds[chosen[-1]]
         return Plan(points, size, digest, groups[-1], self.clock)
+
+    def _plan_system(self, model: str, system: str, salt: str, minimum: int) -> Plan | None:
+        """:meth:`plan` for a system prompt and one message, the same plan in fewer steps;
+        a job passes one str object as every request's system prompt: hashed once."""
+        memo = self._memo
+        if memo is not None and memo[0] is system and memo[1] == model and memo[2] == salt:
+            tokens, digest = memo[3], memo[4]
+        else:
+            tokens = estimate_tokens(system)
+            head = fingerprint(f"{model}\x00{salt}\x00".encode("utf-8", "surrogatepass"))
+            digest = fingerprint(head + b"s" + system.encode("utf-8", "surrogatepass"))
+            self._memo = (system, model, salt, tokens, digest)
+        if tokens < minimum:
+            return None
+        if self._sightings.next(digest):
+            self._fresh_systems = 0
+        else:
+            self._fresh_systems += 1
+            if self._fresh_systems > DISTINCT_SYSTEMS:
+                return None
+        now = self.clock()
+        group = self._group(digest, now)
+        return Plan(_SYSTEM_ONLY[self._ttl(group, now)], tokens, digest, group, self.clock)
 
     def _ttl(self, group: _Group | None, now: float) -> TTL:
         forced = self.config.ttl

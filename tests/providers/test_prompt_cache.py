@@ -119,6 +119,12 @@ def test_long_system_prompt_is_marked() -> None:
     other_salt = c.plan("claude-sonnet-4-5", LONG, turns("item 4"), salt='{"tools": []}')
     assert other_model is not None and other_salt is not None
     assert len({plan.key, other_model.key, other_salt.key}) == 3
+    # The one-message shortcut and the general path agree on the group.
+    with_turns = c.plan("claude-sonnet-4-5", LONG, turns("new example", "ok", "item 5"))
+    assert with_turns is not None and with_turns.breakpoints == plan.breakpoints
+    assert with_turns.key == plan.key and with_turns.group is plan.group
+    copy = c.plan("claude-sonnet-4-5", "".join([LONG[:1], LONG[1:]]), turns("item 6"))
+    assert copy is not None and copy.key == plan.key  # an equal copy: hashed, same group
 
 
 def test_below_the_model_minimum_nothing_is_marked() -> None:
