@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import anyio
-
 from ._dedup import OutputDedup, PromptDedup
 from ._exceptions import InvalidRequestError
 from ._log import get_logger
@@ -53,21 +51,6 @@ class _CacheStage:
         )
 
 
-class _Bounded:
-    """At most ``limit`` requests at the provider at once, whatever the number of
-    workers (some of which may be waiting for their results to be committed)."""
-
-    __slots__ = ("_send", "_slots")
-
-    def __init__(self, send: Send, limit: int) -> None:
-        self._send = send
-        self._slots = anyio.Semaphore(limit)
-
-    async def __call__(self, request: Request, index: int | None) -> Result:
-        async with self._slots:
-            return await self._send(request, index)
-
-
 class Pipeline:
     """One call's stages, for every input of a batch."""
 
@@ -81,10 +64,9 @@ class Pipeline:
         cache: ResponseCache | None = None,
         control: CacheControl = "default",
         ttl: float | None = None,
-        in_flight: int | None = None,
     ) -> None:
         self._params = params
-        self._send: Send = send if in_flight is None else _Bounded(send, in_flight)
+        self._send = send
         self._prompt_dedup = prompt_dedup
         self._output_dedup = output_dedup
         self._cache = (

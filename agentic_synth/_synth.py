@@ -408,27 +408,14 @@ class Synth:
             cache=cache,
             control=check_control(control),
             ttl=_check_ttl(ttl),
-            in_flight=self.max_concurrency if self._commits_wait(control) else None,
         ).process
 
-    def _commits_wait(self, control: str) -> bool:
-        """Whether results wait for a persistent tier's commit: then twice the workers
-        run, so that waiting does not cost provider concurrency."""
-        return (
-            self._cache is not None
-            and self._cache.persistent
-            and control
-            not in (
-                "no-store",
-                "off",
-            )
-        )
-
-    def _workers_for(self, inputs: object, control: str = "default") -> int:
-        workers = self.max_concurrency * (2 if self._commits_wait(control) else 1)
+    def _workers_for(self, inputs: object) -> int:
+        # An input holds its worker until its answer is committed to the persistent
+        # cache (if any): at a crash, at most max_concurrency answers are lost.
         if isinstance(inputs, Sized) and not isinstance(inputs, AsyncIterable):
-            return max(1, min(workers, len(inputs)))
-        return workers
+            return max(1, min(self.max_concurrency, len(inputs)))
+        return self.max_concurrency
 
     async def generate_batch(
         self,
@@ -468,7 +455,7 @@ class Synth:
             feed,
             process,
             store,
-            concurrency=self._workers_for(inputs, cache),
+            concurrency=self._workers_for(inputs),
             admit=router.admit,
             governor=self._governor,
         )
@@ -510,7 +497,7 @@ class Synth:
             self._tg,
             feed,
             self._make_processor(router, call_params, dedup, cache, cache_ttl),
-            self._workers_for(inputs, cache),
+            self._workers_for(inputs),
             admit=router.admit,
             governor=self._governor,
             ordered=ordered,

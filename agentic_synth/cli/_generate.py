@@ -14,7 +14,9 @@ from typing import Any
 import anyio
 
 from .._exceptions import ConfigurationError
+from .._governor import parse_size
 from .._synth import Synth
+from ..caching._cache import Cache
 from ._args import check_range
 from ._common import add_generation_arguments, build_synth, run_async
 from ._inputs import PARAM_KEYS, FileSource, Input, Source, TemplateSource
@@ -104,6 +106,24 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="with --dedup-outputs: drop such outputs (an error record says why)",
     )
+    p.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="keep every answer in this SQLite file (or redis://host:port/db): a rerun of "
+        "the same job replays what completed and sends only the rest",
+    )
+    p.add_argument(
+        "--cache-mode",
+        choices=("samples", "shared"),
+        default="samples",
+        help="samples (default): identical inputs are distinct samples; shared: identical "
+        "requests share one answer (temperature-0 work)",
+    )
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="keep the process under this much memory, e.g. 2GB (default: the cgroup's limit)",
+    )
     add_generation_arguments(p)
     p.set_defaults(run=run)
 
@@ -116,6 +136,17 @@ def _check(args: argparse.Namespace) -> None:
     check_range("--dedup-outputs", args.dedup_outputs, low=0, low_open=True, high=1)
     if args.drop_duplicates and args.dedup_outputs is None:
         raise ConfigurationError("--drop-duplicates needs --dedup-outputs JACCARD, e.g. 0.9")
+
+
+def _memory_limit(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"--memory-limit must be a size such as 512MB or 2GiB, got {value!r}"
+        ) from None
 
 
 def _open_source(args: argparse.Namespace) -> Source:
@@ -144,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         dedup_prompts=args.dedup_prompts,
         dedup_outputs=args.dedup_outputs,
         dedup_action="drop" if args.drop_duplicates else "flag",
+        cache=None if args.cache is None else Cache(("memory", args.cache), mode=args.cache_mode),
+        memory_limit=_memory_limit(args.memory_limit),
     )
     source = _open_source(args)
     try:

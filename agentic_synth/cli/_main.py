@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._exceptions import SynthError
-from . import _bench, _generate, _mock_server
+from . import _bench, _cache_cmd, _generate, _mock_server
 from ._args import OneLineParser
 from ._streams import say, silence_stdout
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _generate.add_parser(sub)
     _bench.add_parser(sub)
     _mock_server.add_parser(sub)
+    _cache_cmd.add_parser(sub)
     return parser
 
 

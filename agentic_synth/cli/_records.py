@@ -29,6 +29,7 @@ RESULT_KEYS = (
     "latency",
     "attempts",
     "fallbacks",
+    "cached",
     "duplicate_of",
     "near_duplicate_of",
     "error_type",
@@ -50,6 +51,7 @@ output: one JSON object per input, every row with the same keys:
   ok             true: a completion; false: this input failed, the job went on
   text, model, finish_reason (stop|length|tool_use|content_filter|unknown),
   input_tokens, output_tokens, latency (seconds), attempts, fallbacks (models given up on),
+  cached (true: replayed from --cache, no call made),
   duplicate_of / near_duplicate_of (index of the earlier input, with --dedup-*)
   error_type, message, status   why it failed (null on success)"""
 
@@ -82,6 +84,7 @@ def result_row(index: int, source: Input | None, result: Result) -> dict[str, An
         row["latency"] = round(result.latency, 6)
         row["attempts"] = result.attempts
         row["fallbacks"] = list(result.fallbacks)
+        row["cached"] = result.cached
         row["duplicate_of"] = result.duplicate_of
         row["near_duplicate_of"] = result.near_duplicate_of
         row["error_type"] = row["message"] = row["status"] = None
@@ -93,6 +96,7 @@ def result_row(index: int, source: Input | None, result: Result) -> dict[str, An
     row["finish_reason"] = row["input_tokens"] = row["output_tokens"] = row["latency"] = None
     row["attempts"] = result.attempts
     row["fallbacks"] = []
+    row["cached"] = False
     row["duplicate_of"] = row["near_duplicate_of"] = None
     row["error_type"] = result.error_type
     row["message"] = result.message

@@ -45,6 +45,11 @@ class Summary:
             f"({self.done / max(elapsed, 1e-9):,.0f}/s); latency p50 {p50}, p99 {p99}; "
             f"tokens in {m.input_tokens:,}, out {m.output_tokens:,}"
         )
+        if m.cache is not None:
+            say(
+                f"cache: {m.cache['hits']:,} replayed, {m.cache['misses']:,} sent "
+                f"(hit rate {m.cache['hit_rate'] or 0:.1%})"
+            )
         if m.errors_by_class:
             errors = ", ".join(f"{k}: {v}" for k, v in sorted(m.errors_by_class.items()))
             say(f"errors: {errors}")
