@@ -259,6 +259,12 @@ async def tier_writes(path: Path, n: int, writers: int, **options: Any) -> dict[
     return {"writes": n, "writes_per_s": n / wall, "commits": stats.extra["commits"]}
 
 
+def remove_store(path: Path) -> None:
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        name.unlink(missing_ok=True)
+    os.sync()
+
+
 def raw_writes(path: Path, n: int) -> float:
     """Raw sqlite3, same schema and pragmas, 256 rows per commit, no tier."""
     rng = random.Random(7)
@@ -279,6 +285,7 @@ def raw_writes(path: Path, n: int) -> float:
         conn.execute("COMMIT")
     wall = time.perf_counter() - t0
     conn.close()
+    remove_store(path)
     return n / wall
 
 
@@ -361,29 +368,33 @@ async def reopen(path: Path, keys: list[bytes]) -> dict[str, float]:
 
 async def sqlite_tier(quick: bool, workdir: Path) -> dict[str, Any]:
     n = 20_000 if quick else 100_000
-    rows = []
+    # Each run writes the same count into a fresh file (a larger file is slower),
+    # except the 50 ms linger under few writers: it commits at most 20 batches/s.
+    runs: list[tuple[int, str, dict[str, Any], int]] = []
     for writers in (1, 16, 256):
-        # Each mode writes the same count into a fresh file (a larger file is
-        # slower), except the linger one under 256 writers: it commits at most
-        # 20 batches/s, 40 are enough to show it.
         same = n // 4 if writers == 1 else n
-        for label, options, count in (
-            ("commit per write (baseline)", {"batch_size": 1}, same),
-            ("group commit (default)", {}, same),
-            (
-                "group commit, 50 ms linger",
-                {"linger": 0.05},
-                40 * writers if writers < 256 else same,
-            ),
-            ("group commit, durability=full", {"durability": "full"}, same),
-        ):
-            path = workdir / f"w{writers}-{len(rows)}.db"
+        runs += [
+            (writers, "commit per write (baseline)", {"batch_size": 1}, same),
+            (writers, "group commit (default)", {}, same),
+            (writers, "group commit, 50 ms linger", {"linger": 0.05}, 40 * writers),
+            (writers, "group commit, durability=full", {"durability": "full"}, same),
+        ]
+    runs[-2] = (*runs[-2][:3], n)  # 256 writers fill a batch before the linger ends
+    # Twice, the second time in reverse order, best of the two: the kernel writing
+    # back one run's pages slows the next, whichever that is.
+    best: dict[int, dict[str, Any]] = {}
+    for repeat in range(2):
+        order = list(enumerate(runs)) if repeat == 0 else list(enumerate(runs))[::-1]
+        for i, (writers, _, options, count) in order:
+            path = workdir / f"writes-{i}.db"
             result = await tier_writes(path, count, writers, **options)
-            rows.append({"writers": writers, "mode": label, **result})
-        base = rows[-4]["writes_per_s"]  # commit per write, same writers
-        for row in rows[-4:]:
-            row["vs_commit_per_write"] = row["writes_per_s"] / base
-    raw = raw_writes(workdir / "raw.db", n)
+            remove_store(path)
+            if i not in best or result["writes_per_s"] > best[i]["writes_per_s"]:
+                best[i] = result
+    rows = [{"writers": w, "mode": label, **best[i]} for i, (w, label, _, _) in enumerate(runs)]
+    for i, row in enumerate(rows):
+        row["vs_commit_per_write"] = row["writes_per_s"] / rows[i - i % 4]["writes_per_s"]
+    raw = max(raw_writes(workdir / f"raw-{i}.db", n) for i in range(2))
     rows.append(
         {
             "writers": 1,
