@@ -84,6 +84,7 @@ class RedisTier:
         self._max_backoff = max_backoff
         self._delay = backoff
         self._down_until: float | None = None
+        self._probing = False
         self._warned = False
         self._hits = self._misses = self._writes = self._ignored = self._errors = 0
         self._skipped = self._outages = 0
@@ -179,16 +180,22 @@ class RedisTier:
         return self._prefix + b"lease:" + key.hex().encode()
 
     async def _call(self, op: Callable[[], Awaitable[T]], fallback: T) -> T:
-        """``op()``, or ``fallback`` while Redis is down (errors counted, one warning)."""
+        """``op()``, or ``fallback`` while Redis is down (errors counted, one warning).
+        Once the back-off is over, one call probes; the others keep skipping."""
+        probe = False
         if self._down_until is not None:
-            if self._clock() < self._down_until:
+            if self._probing or self._clock() < self._down_until:
                 self._skipped += 1
                 return fallback
+            probe = self._probing = True
         try:
             result = await op()
         except (RedisError, OSError) as exc:
-            self._failed(exc)
+            self._failed(exc, probe)
             return fallback
+        finally:
+            if probe:
+                self._probing = False
         if self._down_until is not None:
             self._down_until = None
             self._delay = self._backoff
@@ -196,12 +203,15 @@ class RedisTier:
             log.info("redis cache reachable again", url=_redact(self.url))
         return result
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, probe: bool) -> None:
         self._errors += 1
-        if self._down_until is None:
+        if self._down_until is None:  # a new outage
             self._outages += 1
-        else:
+            self._delay = self._backoff
+        elif probe:  # still down: wait twice as long
             self._delay = min(self._delay * 2, self._max_backoff)
+        else:  # a call sent before the outage was noticed
+            return
         self._down_until = self._clock() + self._delay
         if not self._warned:
             self._warned = True

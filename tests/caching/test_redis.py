@@ -227,6 +227,40 @@ async def test_redis_killed_mid_run_then_restarted(
     await tier.aclose()
 
 
+async def test_concurrent_calls_in_an_outage_back_off_once_and_probe_alone(
+    new_redis_server: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = new_redis_server()
+    clock = Clock()
+    tier = RedisTier(server.url, clock=clock)
+    await tier.put(key(1), b"v")
+    server.kill()
+
+    async def burst() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(tier.get, key(1))
+
+    await burst()  # all sent before anyone saw the outage: 50 errors, one back-off
+    assert tier.stats().errors == 50
+    assert tier._delay == 1.0
+    clock.now += 1.0
+    await burst()  # one probe, 49 skipped; still down: the back-off doubles
+    assert tier.stats().errors == 51
+    assert tier._delay == 2.0
+    clock.now += 1.0
+    await burst()  # within the 2 s: all skipped
+    assert tier.stats().errors == 51
+    assert tier.stats().extra["skipped"] == 49 + 50
+    assert len(warnings_of(caplog)) == 1
+    server.start()
+    clock.now += 1.0
+    await burst()
+    assert not tier.stats().extra["down"]
+    assert await tier.get(key(1)) is None  # a new, empty server
+    await tier.aclose()
+
+
 async def test_a_hung_redis_costs_one_timeout(
     new_redis_server: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
