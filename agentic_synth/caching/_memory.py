@@ -154,7 +154,7 @@ class MemoryTier:
         if len(probation) + len(self._protected) > self.max_entries or (
             self._bytes > self.max_bytes
         ):
-            self._shrink()
+            self._shrink(key)
 
     # -- CacheTier -----------------------------------------------------------
 
@@ -253,13 +253,14 @@ class MemoryTier:
             self._protected_bytes -= len(key) + len(entry[0])
             self._probation[key] = entry
 
-    def _shrink(self) -> None:
-        """Evict until within budget: probation's least recently used first, its
-        key remembered in the ghost list."""
+    def _shrink(self, newest: bytes) -> None:
+        """Evict until within budget: probation's least recently used first (never
+        ``newest``, just written, while protected has an entry to give), its key
+        remembered in the ghost list."""
         probation, protected, ghost = self._probation, self._protected, self._ghost
         remember = self._ghost_max > 0
         while len(probation) + len(protected) > self.max_entries or self._bytes > self.max_bytes:
-            if probation:
+            if probation and (not protected or next(iter(probation)) != newest):
                 key, entry = probation.popitem(last=False)
             elif protected:
                 key, entry = protected.popitem(last=False)
