@@ -10,8 +10,9 @@ at most every ``interval`` seconds, at the scheduler's gate before each input.
   in-memory cache tier, prompt-dedup results kept for later duplicates), by the
   seed's adaptive table: 10% of entries while pressure < 0.7, 20% < 0.85, 30% <
   0.95, 50% above (at most once a second: freed memory takes a moment to show).
-* Above the hard watermark it applies backpressure: fewer inputs may be in
-  progress at once (halved each interval it stays there, never below one), and
+* Above the hard watermark it also stops new entries going into memory caches
+  (they still reach the persistent tiers) and applies backpressure: fewer inputs
+  may be in progress at once (halved each interval it stays there, never below one), and
   the allowance grows back (+10% an interval) once pressure is under the soft
   mark. An input in progress always finishes, so this can slow a job, never
   deadlock it.
@@ -121,7 +122,7 @@ class MemoryGovernor:
         soft: float = 0.6,
         hard: float = 0.9,
         interval: float = 0.05,
-        evict_interval: float = 1.0,
+        evict_interval: float = 0.25,
         max_in_progress: int,
         clock: Callable[[], float] = time.monotonic,
         rss: Callable[[], int] | None = None,
@@ -141,6 +142,8 @@ class MemoryGovernor:
             rss = self._statm
         self._rss = rss
         self._evictors: list[Evictor] = []
+        self._admissions: list[Callable[[bool], None]] = []
+        self._admitting = True
         self._max = max_in_progress
         self.allowed = max_in_progress
         self.in_progress = 0
@@ -155,6 +158,17 @@ class MemoryGovernor:
 
     def add_evictor(self, evictor: Evictor) -> None:
         self._evictors.append(evictor)
+
+    def add_admission(self, admit: Callable[[bool], None]) -> None:
+        """``admit(False)`` when memory caches must take no new entries, ``True`` again
+        once pressure is under the soft mark."""
+        self._admissions.append(admit)
+
+    def _admit_entries(self, admit: bool) -> None:
+        if admit != self._admitting:
+            self._admitting = admit
+            for set_admission in self._admissions:
+                set_admission(admit)
 
     def _sample(self, now: float) -> None:
         self._sampled_at = now
@@ -175,6 +189,7 @@ class MemoryGovernor:
                     self.evicted_bytes += freed
                     _malloc_trim()
             if pressure >= self._hard:
+                self._admit_entries(False)
                 allowed = max(1, self.allowed // 2)
                 if allowed != self.allowed:
                     log.warning(
@@ -184,9 +199,11 @@ class MemoryGovernor:
                         in_progress_allowed=allowed,
                     )
                 self.allowed = allowed
-        elif self.allowed < self._max:
-            self.allowed = min(self._max, self.allowed + max(1, self._max // 10))
-            self._wake()
+        else:
+            self._admit_entries(True)
+            if self.allowed < self._max:
+                self.allowed = min(self._max, self.allowed + max(1, self._max // 10))
+                self._wake()
 
     def _wake(self) -> None:
         room, self._room = self._room, anyio.Event()
@@ -238,6 +255,7 @@ class MemoryGovernor:
             "pressure": self.pressure,
             "in_progress": self.in_progress,
             "in_progress_allowed": self.allowed,
+            "caching_in_memory": self._admitting,
             "evictions": self.evictions,
             "evicted_bytes": self.evicted_bytes,
             "backpressure_seconds": self.backpressure_seconds,

@@ -246,6 +246,8 @@ class Synth:
         evict = None if cache is None else cache.evictor()
         if evict is not None:
             governor.add_evictor(evict)
+        if cache is not None:
+            governor.add_admission(cache.set_memory_admission)
         return governor
 
     async def __aexit__(

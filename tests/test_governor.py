@@ -143,3 +143,27 @@ async def test_optimize_evicts_collects_and_reports() -> None:
     done = g.optimize()
     assert fake.evicted == [0.5]
     assert {"evicted_bytes", "gc_objects", "malloc_trim", "rss_before", "rss_after"} <= set(done)
+
+
+def test_a_job_with_1gb_of_cacheable_answers_stays_within_its_limit() -> None:
+    """The issue's proof: a 200 MB limit and 1 GB of cacheable answers; peak RSS within
+    the limit + 10% (without the limit the same job peaks near 1 GB)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    job = Path(__file__).with_name("governed_job.py")
+
+    def peak(limit: str) -> float:
+        ran = subprocess.run(
+            [sys.executable, str(job), limit],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
+        return float(ran.stdout.split()[0])
+
+    assert peak("200") <= 220
+    assert peak("none") > 500  # the limit is what kept it down

@@ -49,7 +49,12 @@ def _tier(spec: Any, settings: Cache, clock: Callable[[], float]) -> Any:
     if spec == "memory":
         from ._memory import MemoryTier
 
-        return MemoryTier(max_entries=settings.memory_entries, ttl=settings.memory_ttl, clock=clock)
+        return MemoryTier(
+            max_entries=settings.memory_entries,
+            max_bytes=settings.memory_bytes,
+            ttl=settings.memory_ttl,
+            clock=clock,
+        )
     if spec.startswith(("redis://", "rediss://", "unix://")):
         from ._redis import RedisTier
 

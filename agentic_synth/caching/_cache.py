@@ -74,8 +74,9 @@ class Cache:
     mode: CacheMode = "samples"
     #: Seconds an entry lives in the memory tier (seed guide default: 1 h).
     memory_ttl: float | None = 3600.0
-    #: Entries kept in memory (seed guide default: 1000).
+    #: Entries kept in memory (seed guide default: 1000), and their bytes at most.
     memory_entries: int = 1000
+    memory_bytes: int = 256 * 1024 * 1024
     #: Seconds an entry lives in the persistent tiers (``None``: for ever).
     ttl: float | None = None
     #: Keys of different namespaces never meet (one cache file, several jobs).
@@ -101,6 +102,10 @@ class Cache:
             isinstance(self.memory_entries, int) and self.memory_entries >= 1
         ):
             raise ConfigurationError("memory_entries must be an integer >= 1")
+        if isinstance(self.memory_bytes, bool) or not (
+            isinstance(self.memory_bytes, int) and self.memory_bytes >= 1
+        ):
+            raise ConfigurationError("memory_bytes must be an integer >= 1")
         if self.similarity is not None:
             if self.mode != "shared":
                 raise ConfigurationError(
@@ -170,6 +175,9 @@ class ResponseCache:
             "utf-8", "surrogatepass"
         )
         self._flights: dict[bytes, _Flight] = {}
+        #: Off while memory is short (the memory governor says): new answers then go
+        #: to the persistent tiers only.
+        self.memory_admission = True
         self._clock = clock
         self.hits = 0
         self.misses = 0
@@ -204,7 +212,7 @@ class ResponseCache:
         for i, tier in enumerate(self._tiers):
             raw = await tier.get(key)
             if raw is not None:
-                if memory is not None:
+                if memory is not None and self.memory_admission:
                     memory.put_nowait(key, raw, self.settings.memory_ttl)
                 for upper in self._tiers[:i]:  # e.g. a Redis hit lands in the local file
                     await upper.put(key, raw, ttl=self.settings.ttl)
@@ -214,7 +222,7 @@ class ResponseCache:
     async def store(self, key: bytes, completion: Completion, ttl: float | None) -> None:
         """Keep ``completion``; returns once every persistent tier has it committed."""
         raw = CachedResult.of(completion).to_bytes()
-        if self._memory is not None:
+        if self._memory is not None and self.memory_admission:
             self._memory.put_nowait(key, raw, self.settings.memory_ttl)
         tiers = self._tiers
         if len(tiers) == 1:
@@ -323,6 +331,9 @@ class ResponseCache:
     def evictor(self) -> Callable[[float], int] | None:
         """The memory tier's ``evict_fraction``, for the memory governor."""
         return getattr(self._memory, "evict_fraction", None)
+
+    def set_memory_admission(self, admit: bool) -> None:
+        self.memory_admission = admit
 
     async def optimize(self) -> dict[str, Any]:
         """Purge expired memory entries and checkpoint the persistent tiers."""
