@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from .._exceptions import ConfigurationError
 from ..caching import CachedResult
 from ..caching._sqlite import SQLiteTier
@@ -117,6 +115,6 @@ def _export(path: Path, output: str) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-        anyio.run(tier.aclose)
+        tier.close()
     print(f"{path}: exported {count:,} entries", file=sys.stderr)
     return 0
