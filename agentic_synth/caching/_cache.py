@@ -34,7 +34,7 @@ from .._exceptions import ConfigurationError, InvalidRequestError
 from .._log import get_logger
 from .._request import canonical_bytes
 from .._types import Completion, Request, Result
-from ._base import CachedResult, CacheTier, TierStats
+from ._base import CachedResult, CacheTier, LeasingTier, TierStats
 from ._key import strip_cache_control
 
 __all__ = ["Cache", "CacheControl", "CacheMode", "ResponseCache", "SyncTier"]
@@ -87,6 +87,9 @@ class Cache:
     #: SQLite tiers: ``"normal"`` (survives a crash of the process) or ``"full"``
     #: (an fsync per commit: survives power loss).
     durability: Literal["normal", "full"] = "normal"
+    #: Shared tiers (Redis): how long a process's claim to make a call lasts. Others
+    #: wanting the same answer wait for it that long at most, then make it themselves.
+    lease_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("samples", "shared"):
@@ -116,6 +119,8 @@ class Cache:
                 raise ConfigurationError("similarity must be a Jaccard threshold in (0, 1]")
         if self.durability not in ("normal", "full"):
             raise ConfigurationError("durability must be 'normal' or 'full'")
+        if not (self.lease_seconds > 0 and math.isfinite(self.lease_seconds)):
+            raise ConfigurationError("lease_seconds must be a positive number of seconds")
 
     @classmethod
     def coerce(cls, value: Any) -> Cache | None:
@@ -168,6 +173,11 @@ class ResponseCache:
         self.settings = settings
         self._memory = memory
         self._tiers = list(tiers)
+        #: A tier shared by several processes, whose leases say who pays for a call.
+        self._leasing: LeasingTier | None = next(
+            (t for t in self._tiers if isinstance(t, LeasingTier)), None
+        )
+        self.lease_waits = 0
         self._models = "\x1e".join(models)
         self._shared = settings.mode == "shared"
         self._samples = None if self._shared else SampleCounter()
@@ -260,7 +270,7 @@ class ResponseCache:
                 return cached.completion(index=index, latency=self._clock() - started)
             self.misses += 1
         if not self._shared:
-            return await self._compute_and_store(key, request, compute, control, ttl, near)
+            return await self._compute_and_store(key, index, request, compute, control, ttl, near)
         while True:
             flight = self._flights.get(key)
             if flight is None:
@@ -275,7 +285,7 @@ class ResponseCache:
         flight = _Flight()
         self._flights[key] = flight
         try:
-            result = await self._compute_and_store(key, request, compute, control, ttl, near)
+            result = await self._compute_and_store(key, index, request, compute, control, ttl, near)
             flight.result = result
             return result
         finally:
@@ -284,6 +294,41 @@ class ResponseCache:
                 flight.done.set()
 
     async def _compute_and_store(
+        self,
+        key: bytes,
+        index: int | None,
+        request: Request,
+        compute: Callable[[], Awaitable[Result]],
+        control: CacheControl,
+        ttl: float | None,
+        near: _NearIndex | None,
+    ) -> Result:
+        leasing = self._leasing
+        if leasing is None or control == "no-store":
+            return await self._compute(key, request, compute, control, ttl, near)
+        seconds = self.settings.lease_seconds
+        deadline = self._clock() + seconds
+        pause = 0.05
+        while not await leasing.lease(key, seconds):
+            # another process is making this call: wait for its answer, not pay again
+            self.lease_waits += 1
+            await anyio.sleep(pause)
+            pause = min(1.0, pause * 1.5)
+            raw = await leasing.get(key)
+            if raw is not None:
+                self.hits += 1
+                return CachedResult.from_bytes(raw).completion(
+                    index=index, latency=self._clock() - deadline + seconds
+                )
+            if self._clock() >= deadline:
+                break  # its lease ran out: that process died; make the call here
+        try:
+            return await self._compute(key, request, compute, control, ttl, near)
+        finally:
+            with anyio.move_on_after(2.0, shield=True):
+                await leasing.release(key)
+
+    async def _compute(
         self,
         key: bytes,
         request: Request,
@@ -311,6 +356,7 @@ class ResponseCache:
             "misses": self.misses,
             "hit_rate": None if looked == 0 else self.hits / looked,
             "stores": self.stores,
+            "lease_waits": self.lease_waits,
             "sample_counter_bytes": 0 if self._samples is None else self._samples.memory_bytes(),
             "tiers": {
                 s.name: {
