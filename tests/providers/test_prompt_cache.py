@@ -389,16 +389,29 @@ async def test_cancelled_warm_up_hands_over_to_live_waiters() -> None:
     assert went.count(True) == 1 and len(went) == 3
 
 
-async def test_waiting_respects_the_call_timeout() -> None:
+async def test_waiting_respects_the_call_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    limits: list[float] = []
+    move_on_after = anyio.move_on_after
+
+    def recorded(delay: float) -> Any:
+        limits.append(delay)
+        return move_on_after(delay)
+
+    monkeypatch.setattr(pc.anyio, "move_on_after", recorded)
     c = cache()
     leader = ticket_for(c)
     await leader.wait(60.0)  # and never answers
     follower = ticket_for(c)
     with anyio.fail_after(5):
         waited = await follower.wait(0.2)
-    # Gave up after its share of the timeout and goes unwarmed, leaving time to answer.
-    assert 0.0 < waited < 0.2
+    # Gave up after half its timeout and goes unwarmed, with the other half to answer in.
+    assert limits == [0.1]
+    assert waited > 0.0
     assert not follower.leader and leader.leader
+    unbounded = ticket_for(c)
+    with anyio.move_on_after(0.05):
+        await unbounded.wait(None)
+    assert limits[-1] == pc.GATE_WAIT_CAP  # no timeout: waits at most the cap
 
 
 async def test_a_group_cools_down_after_its_ttl() -> None:
