@@ -59,6 +59,7 @@ from ._base import ProviderStreamEvent
 from ._http_errors import error_for_status, error_for_type, rate_limit_headers, redirect_message
 from ._net import (
     check_headers,
+    connect_timeout_option,
     env_proxy,
     header_option,
     map_transport_error,
@@ -119,6 +120,7 @@ def validate(spec: ModelSpec) -> str:
         )
     header_option(spec.options, spec.name)
     prompt_cache_config(spec.options, spec.name)
+    connect_timeout_option(spec.options, spec.name)
     return str(mode)
 
 
@@ -139,6 +141,7 @@ def create(spec: ModelSpec, *, max_connections: int) -> AnthropicProvider:
         limits=spec.response_limits,
         headers=header_option(spec.options, spec.name),
         prompt_cache=prompt_cache_config(spec.options, spec.name),
+        connect_timeout=connect_timeout_option(spec.options, spec.name),
     )
 
 
@@ -204,6 +207,7 @@ class AnthropicProvider:
         limits: ResponseLimits | None = None,
         headers: Mapping[str, str] | None = None,
         prompt_cache: PromptCacheConfig | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
@@ -232,6 +236,7 @@ class AnthropicProvider:
             limits=limits or ResponseLimits(),
             proxy=proxy,
             sse_guard=True,
+            connect_timeout=connect_timeout,
         )
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,

@@ -75,6 +75,7 @@ from ._net import (
     Proxy,
     TransportError,
     check_headers,
+    connect_timeout_option,
     env_proxy,
     header_option,
     map_transport_error,
@@ -125,6 +126,7 @@ def validate(spec: ModelSpec) -> None:
     _transport_option(spec)
     _max_tokens_option(spec)
     header_option(spec.options, spec.name)
+    connect_timeout_option(spec.options, spec.name)
     prompt_cache_config(spec.options, spec.name, ttls=False)
 
 
@@ -168,6 +170,7 @@ def create(spec: ModelSpec, *, max_connections: int) -> OpenAIProvider:
         headers=header_option(spec.options, spec.name),
         max_tokens_field=_max_tokens_option(spec),
         prompt_cache=prompt_cache_config(spec.options, spec.name, ttls=False),
+        connect_timeout=connect_timeout_option(spec.options, spec.name),
     )
 
 
@@ -221,6 +224,7 @@ class OpenAIProvider:
         headers: Mapping[str, str] | None = None,
         max_tokens_field: MaxTokensField | None = None,
         prompt_cache: PromptCacheConfig | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         if max_connections < 1:
             raise ConfigurationError(f"max_connections must be >= 1, got {max_connections!r}")
@@ -256,6 +260,7 @@ class OpenAIProvider:
         self._total = timeout
         self._max_connections = max_connections
         self._max_tokens_field = max_tokens_field
+        self._connect_timeout = connect_timeout
         self._fields: dict[str, MaxTokensField] = {}
         self._schema: Mapping[str, Any] | None = None
         self._schema_strict = False
@@ -293,6 +298,7 @@ class OpenAIProvider:
                 max_connections=self._max_connections,
                 ssl_context=self._ssl,
                 limits=self._limits,
+                connect_timeout=self._connect_timeout,
             )
             self._lean, self._loop = client, loop
         return client
@@ -305,6 +311,7 @@ class OpenAIProvider:
                 ssl_context=self._ssl,
                 limits=self._limits,
                 proxy=self._proxy,
+                connect_timeout=self._connect_timeout,
             )
         return origin
 

@@ -146,3 +146,22 @@ def test_connect_timeout_option() -> None:
     for bad in (0, -1, float("inf"), float("nan"), True, "10"):
         with pytest.raises(ConfigurationError, match=r"options\['connect_timeout'\] for m"):
             connect_timeout_option({"connect_timeout": bad}, "m")
+
+
+@linux_only
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_connect_timeout_is_set_per_model(kind: str) -> None:
+    with blackhole() as dead:
+        p = build(kind, f"http://127.0.0.1:{dead}", timeout=5.0, options={"connect_timeout": 0.3})
+        try:
+            with anyio.fail_after(20), pytest.raises(UnreachableError) as info:
+                await call(p, streamed=False)
+        finally:
+            await p.aclose()
+    assert "did not answer in 0.3 s" in info.value.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_connect_timeout_option_is_refused_when_built(kind: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"options\['connect_timeout'\]"):
+        build(kind, "http://127.0.0.1:1", options={"connect_timeout": 0})
