@@ -149,8 +149,10 @@ class ModelSpec:
     input_price: float = 0.0
     output_price: float = 0.0
     #: USD per input token written to / read from the provider's prompt cache
-    #: (``None``: Anthropic's 5-minute multipliers, 1.25x and 0.1x ``input_price``).
+    #: (``None``: Anthropic's multipliers: 1.25x ``input_price`` for 5-minute writes,
+    #: 2x for 1-hour writes, 0.1x for reads).
     cache_write_price: float | None = None
+    cache_write_1h_price: float | None = None
     cache_read_price: float | None = None
     #: Provider-specific options (the simulator's latency and faults, for one).
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -227,6 +229,7 @@ class ModelSpec:
             self.input_price,
             self.output_price,
             self.cache_write_price,
+            self.cache_write_1h_price,
             self.cache_read_price,
         )
         if any(p is not None and not (p >= 0 and math.isfinite(p)) for p in prices):

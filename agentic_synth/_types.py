@@ -82,6 +82,9 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    #: Of ``cache_creation_input_tokens``, those written with a 1-hour TTL (priced
+    #: higher than 5-minute writes).
+    cache_creation_1h_input_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

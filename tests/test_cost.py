@@ -33,3 +33,9 @@ def test_negative_or_infinite_prices_are_refused() -> None:
     for bad in ({"input_price": -1.0}, {"cache_read_price": float("inf")}):
         with pytest.raises(ConfigurationError, match="prices"):
             ModelSpec("sim", "a", **bad)  # type: ignore[arg-type]
+
+
+def test_one_hour_cache_writes_cost_twice_the_input_price() -> None:
+    usage = Usage(4000, 0, cache_creation_input_tokens=3000, cache_creation_1h_input_tokens=2000)
+    # 1000 uncached, 1000 written for 5 minutes (1.25x), 2000 for an hour (2x)
+    assert usage_cost(usage, SPEC) == pytest.approx(1000 * 3e-6 + 1000 * 3.75e-6 + 2000 * 6e-6)

@@ -155,3 +155,31 @@ async def test_in_process_sim_bills_like_the_mock_server() -> None:
     for rows in by_group(results).values():
         assert sum(1 for r in rows if r.usage.cache_creation_input_tokens) == 1
         assert sum(1 for r in rows if r.usage.cache_read_input_tokens) == len(rows) - 1
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+async def test_one_hour_writes_are_reported_and_priced_at_twice_the_input(
+    streamed: bool,
+) -> None:
+    async with MockServer(SimConfig(seed=5)) as server:
+        spec = ModelSpec(
+            "anthropic:claude-sonnet-4-5",
+            base_url=server.url,
+            api_key="sk-ant-test",
+            options={"prompt_cache": "1h"},
+            **SONNET,
+        )
+        async with Synth([spec]) as synth:
+            if streamed:
+                stream = synth.generate_stream("record 1", system=SYSTEMS["alpha"], max_tokens=8)
+                events = [e async for e in stream]
+                first = events[-1].completion  # type: ignore[union-attr]
+            else:
+                first = await synth.generate("record 1", system=SYSTEMS["alpha"], max_tokens=8)
+            m = synth.metrics()
+    u = first.usage
+    assert u.cache_creation_input_tokens > 0
+    assert u.cache_creation_1h_input_tokens == u.cache_creation_input_tokens
+    uncached = u.input_tokens - u.cache_creation_input_tokens
+    expected = uncached * 3e-6 + u.cache_creation_input_tokens * 6e-6 + u.output_tokens * 15e-6
+    assert m.cost_usd == pytest.approx(expected)

@@ -95,6 +95,7 @@ _USAGE_FIELDS = (
     "output_tokens",
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
+    "cache_creation",  # the 5-minute / 1-hour split of the writes
 )
 
 #: Body fields ``AsyncMessages.create`` takes as keyword arguments in the installed SDK.
@@ -182,7 +183,17 @@ def _usage(data: Any) -> Usage:
         int(data.get("output_tokens") or 0),
         written,
         read,
+        _written_1h(data.get("cache_creation")),
     )
+
+
+def _written_1h(breakdown: Any) -> int:
+    """``cache_creation.ephemeral_1h_input_tokens`` (a dict, or the SDK's model)."""
+    if not breakdown:
+        return 0
+    if not isinstance(breakdown, dict):
+        breakdown = getattr(breakdown, "__dict__", {})
+    return int(breakdown.get("ephemeral_1h_input_tokens") or 0)
 
 
 def _raw_usage(data: Any) -> dict[str, Any]:

@@ -401,8 +401,12 @@ class Router:
         latency = self._clock() - adm.started
         if slot.limiter is not None:
             if adm.reservation is not None:
+                # tokens read from the provider's prompt cache do not count toward the
+                # input-tokens-per-minute limit of current models
                 slot.limiter.reconcile(
-                    adm.reservation, usage.output_tokens, actual_input_tokens=usage.input_tokens
+                    adm.reservation,
+                    usage.output_tokens,
+                    actual_input_tokens=usage.input_tokens - usage.cache_read_input_tokens,
                 )
             if headers:
                 slot.limiter.update_from_headers(headers)
