@@ -321,3 +321,20 @@ def test_property_any_mutation_changes_the_key(field: str, text: str, number: in
         value = {"seed": 1, "metadata": {"x": 1}, "user": text}
     mutated = _with(field, value)
     assert cache_key(mutated, models=["sim:m"]) != cache_key(BASE, models=["sim:m"])
+
+
+async def test_fifty_samples_on_the_simulator_with_a_real_cache_file(tmp_path: object) -> None:
+    """The issue's proof, with real parts: 50 samples of one prompt at temperature 0.8
+    are 50 calls and 50 distinct texts; the rerun is 0 calls and the same 50 in order."""
+    from pathlib import Path
+
+    db = str(Path(str(tmp_path)) / "cache.db")
+    runs = []
+    for _ in range(2):
+        async with Synth(["sim:s"], cache=db) as s:
+            results = await s.generate_batch(["Write a tagline."] * 50, temperature=0.8)
+            runs.append(([r.text for r in results], s.metrics()))  # type: ignore[union-attr]
+    (first, m1), (second, m2) = runs
+    assert m1.requests == 50 and len(set(first)) == 50
+    assert m2.requests == 0 and second == first
+    assert m2.cache is not None and m2.cache["tiers"]["sqlite"]["hits"] == 50
