@@ -34,6 +34,7 @@ from ._types import (
     TextDelta,
     Usage,
 )
+from .caching import Cache
 from .monitor import MetricsSnapshot
 from .routing import BreakerConfig, RetryPolicy
 
@@ -46,6 +47,7 @@ __all__ = [
     "BadRequestError",
     "BatchStream",
     "BreakerConfig",
+    "Cache",
     "Completion",
     "CompletionStream",
     "ConfigurationError",
