@@ -35,7 +35,7 @@ from .._log import get_logger
 from .._request import canonical_bytes
 from .._types import Completion, Request, Result
 from ._base import CachedResult, CacheTier, LeasingTier, TierStats
-from ._key import strip_cache_control
+from ._key import key_prefix, request_digest, sample_key, strip_cache_control
 
 __all__ = ["Cache", "CacheControl", "CacheMode", "ResponseCache", "SyncTier"]
 
@@ -46,7 +46,6 @@ CacheMode = Literal["samples", "shared"]
 #: stores the fresh answer), ``"no-store"`` reads but does not store, ``"off"`` neither.
 CacheControl = Literal["default", "no-cache", "no-store", "off"]
 _CONTROLS = ("default", "no-cache", "no-store", "off")
-_KEY_VERSION = b"synth-cache-key/1\x1f"
 
 
 class SyncTier(Protocol):
@@ -178,12 +177,10 @@ class ResponseCache:
             (t for t in self._tiers if isinstance(t, LeasingTier)), None
         )
         self.lease_waits = 0
-        self._models = "\x1e".join(models)
+        self._models = tuple(models)
         self._shared = settings.mode == "shared"
         self._samples = None if self._shared else SampleCounter()
-        self._prefix = _KEY_VERSION + f"{len(settings.namespace)}:{settings.namespace}".encode(
-            "utf-8", "surrogatepass"
-        )
+        self._prefix = key_prefix(settings.namespace)
         self._flights: dict[bytes, _Flight] = {}
         #: Off while memory is short (the memory governor says): new answers then go
         #: to the persistent tiers only.
@@ -205,11 +202,9 @@ class ResponseCache:
 
     def key(self, request: Request) -> bytes:
         """The key of ``request``'s next sample (shared mode: of its one answer)."""
-        if request.extra:
-            request = _without_cache_control(request)
-        fp = fingerprint(canonical_bytes(request, self._models))
-        sample = 0 if self._samples is None else self._samples.next(fp)
-        return fingerprint(self._prefix + str(sample).encode() + b"\x1f" + fp)
+        digest = request_digest(request, self._models)
+        sample = 0 if self._samples is None else self._samples.next(digest)
+        return sample_key(self._prefix, digest, sample)
 
     # -- lookups and stores ------------------------------------------------------------
 
@@ -412,20 +407,6 @@ def _for(result: Result, index: int | None) -> Result:
     from .._types import Failure
 
     return Failure(result.error, index=index, model=result.model, attempts=0)
-
-
-def _without_cache_control(request: Request) -> Request:
-    return Request(
-        request.messages,
-        request.max_tokens,
-        request.system,
-        request.temperature,
-        request.top_p,
-        request.stop,
-        request.json_schema,
-        request.timeout,
-        strip_cache_control(request.extra),
-    )
 
 
 class _NearIndex:

@@ -21,7 +21,14 @@ from .._core import fingerprint
 from .._request import canonical_bytes
 from .._types import Request
 
-__all__ = ["cache_key", "strip_cache_control"]
+__all__ = [
+    "cache_key",
+    "key_prefix",
+    "request_digest",
+    "sample_key",
+    "strip_cache_control",
+    "without_cache_control",
+]
 
 #: Bumped when the key's definition changes, so old entries are never misread.
 _KEY_VERSION = b"synth-cache-key/1\x1f"
@@ -37,6 +44,39 @@ def strip_cache_control(value: Any) -> Any:
     return value
 
 
+def without_cache_control(request: Request) -> Request:
+    """``request`` with no ``cache_control`` in its extras (itself when it has none)."""
+    if not request.extra or not _mentions_cache_control(request.extra):
+        return request
+    return Request(
+        request.messages,
+        request.max_tokens,
+        request.system,
+        request.temperature,
+        request.top_p,
+        request.stop,
+        request.json_schema,
+        request.timeout,
+        strip_cache_control(request.extra),
+    )
+
+
+def request_digest(request: Request, models: Sequence[str]) -> bytes:
+    """16-byte digest of everything in ``request`` that decides its answer from
+    ``models`` (the sample identity and namespace come on top)."""
+    return fingerprint(canonical_bytes(without_cache_control(request), "\x1e".join(models)))
+
+
+def key_prefix(namespace: str) -> bytes:
+    """The part of every key that a namespace decides (computed once per cache)."""
+    return _KEY_VERSION + f"{len(namespace)}:{namespace}".encode("utf-8", "surrogatepass")
+
+
+def sample_key(prefix: bytes, digest: bytes, sample: int) -> bytes:
+    """The key of the ``sample``-th answer to the request with ``digest``."""
+    return fingerprint(prefix + str(sample).encode() + b"\x1f" + digest)
+
+
 def cache_key(
     request: Request,
     *,
@@ -45,20 +85,7 @@ def cache_key(
     namespace: str = "",
 ) -> bytes:
     """16-byte key of ``request``'s ``sample``-th answer from ``models``."""
-    if request.extra and _mentions_cache_control(request.extra):
-        request = Request(
-            request.messages,
-            request.max_tokens,
-            request.system,
-            request.temperature,
-            request.top_p,
-            request.stop,
-            request.json_schema,
-            request.timeout,
-            strip_cache_control(request.extra),
-        )
-    head = f"{len(namespace)}:{namespace}{sample}\x1f".encode("utf-8", "surrogatepass")
-    return fingerprint(_KEY_VERSION + head + canonical_bytes(request, "\x1e".join(models)))
+    return sample_key(key_prefix(namespace), request_digest(request, models), sample)
 
 
 def _mentions_cache_control(value: Any) -> bool:

@@ -48,11 +48,13 @@ lock, no await.
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 
@@ -69,15 +71,19 @@ __all__ = [
     "TTL_SECONDS",
     "Breakpoint",
     "Plan",
+    "PlanSalt",
     "PromptCache",
     "PromptCacheConfig",
     "Ticket",
     "cache_control",
     "estimate_tokens",
+    "gated_stream",
     "min_cacheable_tokens",
     "prompt_cache_config",
 ]
 
+T = TypeVar("T")
+E = TypeVar("E")
 TTL = Literal["5m", "1h"]
 TTL_SECONDS: Mapping[str, float] = {"5m": 300.0, "1h": 3600.0}
 #: Breakpoints the Anthropic API accepts per request.
@@ -546,3 +552,55 @@ def _constant(value: int) -> Callable[[str], int]:
         return value
 
     return minimum
+
+
+class PlanSalt:
+    """What a provider's prompt cache keys on besides the prompt itself, per request.
+
+    ``own_layout``: ``Request.extra`` keys that mean the caller laid the prompt
+    out (or marked it) itself: then nothing is done automatically (``None``).
+    ``keyed``: extra keys the provider's cache covers (tools, ...). A JSON Schema
+    that becomes part of the prompt is salted too; a job reuses one schema object,
+    so its text is made once.
+    """
+
+    __slots__ = ("_keyed", "_own_layout", "_schema", "_schema_text")
+
+    def __init__(self, own_layout: frozenset[str], keyed: tuple[str, ...]) -> None:
+        self._own_layout = own_layout
+        self._keyed = keyed
+        self._schema: Mapping[str, Any] | None = None
+        self._schema_text = ""
+
+    def __call__(
+        self, extra: Mapping[str, Any] | None, schema: Mapping[str, Any] | None
+    ) -> str | None:
+        salt = ""
+        if extra:
+            if not self._own_layout.isdisjoint(extra):
+                return None
+            keyed = {k: extra[k] for k in self._keyed if k in extra}
+            if keyed:
+                salt = json.dumps(keyed, sort_keys=True, default=str)
+        if schema is not None:
+            if schema is not self._schema:
+                self._schema_text = json.dumps(schema, sort_keys=True, default=str)
+                self._schema = schema
+            salt += self._schema_text
+        return salt
+
+
+async def gated_stream(
+    ticket: Ticket,
+    wait: Callable[[], Awaitable[T]],
+    open_stream: Callable[[T], AsyncIterator[E]],
+) -> AsyncGenerator[E, None]:
+    """A stream sent once its warm-up gate lets it (``wait`` passes the gate and
+    gives what ``open_stream`` needs); the ticket is closed however it ends."""
+    try:
+        ready = await wait()
+        async with aclosing(open_stream(ready)) as events:  # type: ignore[type-var]
+            async for event in events:
+                yield event
+    finally:
+        ticket.close()

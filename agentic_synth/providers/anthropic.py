@@ -69,10 +69,12 @@ from ._net import (
 from ._prompt_cache import (
     EXTENDED_TTL_BETA,
     Plan,
+    PlanSalt,
     PromptCache,
     PromptCacheConfig,
     Ticket,
     cache_control,
+    gated_stream,
     prompt_cache_config,
 )
 from ._sdk_transport import DEADLINE, SDKTransport, find_transport_error
@@ -228,8 +230,7 @@ class AnthropicProvider:
         self._prompt_cache = PromptCache(cache_config) if cache_config.enabled else None
         #: A beta header of the caller's own, kept when a 1-hour breakpoint adds ours.
         self._beta = next((v for k, v in extra.items() if k.lower() == "anthropic-beta"), None)
-        self._salt_schema: Mapping[str, Any] | None = None
-        self._salt_text = ""
+        self._salt = PlanSalt(_OWN_LAYOUT, _CACHE_KEYED)
         # The SDK sends the key as a header: refuse one that would split it.
         check_headers({"x-api-key": api_key, **extra}, "anthropic provider")
         self._native_schema = json_schema_mode == "native"
@@ -290,21 +291,10 @@ class AnthropicProvider:
         cache = self._prompt_cache
         if cache is None:
             return None
-        extra = request.extra
-        salt = ""
-        if extra:
-            if not _OWN_LAYOUT.isdisjoint(extra):
-                return None
-            keyed = {k: extra[k] for k in _CACHE_KEYED if k in extra}
-            if keyed:
-                salt = json.dumps(keyed, sort_keys=True, default=str)
-        schema = request.json_schema
-        if schema is not None and self._native_schema:
-            # The API compiles the schema into the prompt: another schema, another prefix.
-            if schema is not self._salt_schema:
-                self._salt_text = json.dumps(schema, sort_keys=True, default=str)
-                self._salt_schema = schema
-            salt += self._salt_text
+        # natively enforced, the API compiles the schema into the prompt: another prefix
+        salt = self._salt(request.extra, request.json_schema if self._native_schema else None)
+        if salt is None:
+            return None
         return cache.plan(model, system, request.messages, salt)
 
     def _params(
@@ -457,19 +447,12 @@ class AnthropicProvider:
         plan = self._plan(model, request, system)
         if plan is None:
             return self._stream(model, request, system, None, None)
-        return self._gated_stream(model, request, system, plan)
-
-    async def _gated_stream(
-        self, model: str, request: Request, system: str | None, plan: Plan
-    ) -> AsyncGenerator[ProviderStreamEvent, None]:
         ticket = plan.ticket()
-        try:
-            request = await self._wait(ticket, request)
-            async with aclosing(self._stream(model, request, system, plan, ticket)) as events:
-                async for event in events:
-                    yield event
-        finally:
-            ticket.close()
+        return gated_stream(
+            ticket,
+            lambda: self._wait(ticket, request),
+            lambda ready: self._stream(model, ready, system, plan, ticket),
+        )
 
     async def _stream(
         self,

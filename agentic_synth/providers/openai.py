@@ -46,7 +46,6 @@ import json
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing
 from typing import Any, Literal, Protocol
 
 import anyio
@@ -87,9 +86,11 @@ from ._openai_strict import strict_eligible
 from ._prompt_cache import (
     OPENAI_MIN_TOKENS,
     Plan,
+    PlanSalt,
     PromptCache,
     PromptCacheConfig,
     Ticket,
+    gated_stream,
     prompt_cache_config,
 )
 
@@ -276,8 +277,7 @@ class OpenAIProvider:
                 min_tokens=_openai_minimum,
                 max_breakpoints=1,
             )
-        self._salt_schema: Mapping[str, Any] | None = None
-        self._salt_text = ""
+        self._salt = PlanSalt(_OWN_LAYOUT, _CACHE_KEYED)
         warn_plain_http("openai", self._url, api_key)
 
     def __repr__(self) -> str:
@@ -348,21 +348,10 @@ class OpenAIProvider:
         cache = self._prompt_cache
         if cache is None:
             return None
-        extra = request.extra
-        salt = ""
-        if extra:
-            if not _OWN_LAYOUT.isdisjoint(extra):
-                return None
-            keyed = {k: extra[k] for k in _CACHE_KEYED if k in extra}
-            if keyed:
-                salt = json.dumps(keyed, sort_keys=True, default=str)
-        schema = request.json_schema
-        if schema is not None:
-            # A response schema is part of the prompt the server sees.
-            if schema is not self._salt_schema:
-                self._salt_text = json.dumps(schema, sort_keys=True, default=str)
-                self._salt_schema = schema
-            salt += self._salt_text
+        # a response schema is part of the prompt the server sees
+        salt = self._salt(request.extra, request.json_schema)
+        if salt is None:
+            return None
         return cache.plan(model, request.system, request.messages, salt)
 
     async def _wait(self, ticket: Ticket, request: Request) -> Request:
@@ -468,19 +457,12 @@ class OpenAIProvider:
         plan = self._plan(model, request)
         if plan is None:
             return self._stream(model, request, None, None)
-        return self._gated_stream(model, request, plan)
-
-    async def _gated_stream(
-        self, model: str, request: Request, plan: Plan
-    ) -> AsyncGenerator[ProviderStreamEvent, None]:
         ticket = plan.ticket()
-        try:
-            request = await self._wait(ticket, request)
-            async with aclosing(self._stream(model, request, plan, ticket)) as events:
-                async for event in events:
-                    yield event
-        finally:
-            ticket.close()
+        return gated_stream(
+            ticket,
+            lambda: self._wait(ticket, request),
+            lambda ready: self._stream(model, ready, plan, ticket),
+        )
 
     async def _stream(
         self, model: str, request: Request, plan: Plan | None, ticket: Ticket | None

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
 from typing import NoReturn
 
 import anyio
@@ -47,7 +46,7 @@ from ..simulator._prompt_cache import Block, CacheUse
 from ..simulator._wire import WireError
 from ._base import ProviderStreamEvent
 from ._http_errors import error_for_status
-from ._prompt_cache import Plan, PromptCache, Ticket, prompt_cache_config
+from ._prompt_cache import Plan, PromptCache, Ticket, gated_stream, prompt_cache_config
 
 __all__ = ["SimProvider", "create", "validate"]
 
@@ -166,19 +165,14 @@ class SimProvider:
         plan = self._plan(model, request)
         if plan is None:
             return self._stream(model, request, None, None)
-        return self._gated_stream(model, request, plan)
-
-    async def _gated_stream(
-        self, model: str, request: Request, plan: Plan
-    ) -> AsyncGenerator[ProviderStreamEvent, None]:
         ticket = plan.ticket()
-        try:
-            await ticket.wait(request.timeout if request.timeout is not None else self.config.hang)
-            async with aclosing(self._stream(model, request, plan, ticket)) as events:
-                async for event in events:
-                    yield event
-        finally:
-            ticket.close()
+        hang = request.timeout if request.timeout is not None else self.config.hang
+
+        async def wait() -> Request:
+            await ticket.wait(hang)
+            return request
+
+        return gated_stream(ticket, wait, lambda ready: self._stream(model, ready, plan, ticket))
 
     async def _stream(
         self, model: str, request: Request, plan: Plan | None, ticket: Ticket | None

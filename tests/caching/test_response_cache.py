@@ -338,3 +338,15 @@ async def test_fifty_samples_on_the_simulator_with_a_real_cache_file(tmp_path: o
     assert m1.requests == 50 and len(set(first)) == 50
     assert m2.requests == 0 and second == first
     assert m2.cache is not None and m2.cache["tiers"]["sqlite"]["hits"] == 50
+
+
+def test_the_engine_keys_answers_with_the_public_cache_key() -> None:
+    from agentic_synth.caching._cache import ResponseCache
+
+    cache = ResponseCache(
+        Cache(("memory",), namespace="ns"), memory=None, tiers=[], models=["sim:m"]
+    )
+    keys = [cache.key(BASE) for _ in range(3)]  # three occurrences: three samples
+    assert keys == [cache_key(BASE, models=["sim:m"], sample=s, namespace="ns") for s in range(3)]
+    shared = ResponseCache(Cache(("memory",), mode="shared"), memory=None, tiers=[], models=["m"])
+    assert shared.key(BASE) == shared.key(BASE) == cache_key(BASE, models=["m"])
