@@ -3,8 +3,9 @@
 Pressure is the process's resident memory over the limit
 (``Synth(memory_limit="512MB")``, by default the cgroup's limit when there is
 one). RSS is read from ``/proc/self/statm`` through a kept file descriptor (about
-2 us; psutil costs ~25 us, tracemalloc slows the whole process several times),
-at most every ``interval`` seconds, at the scheduler's gate before each input.
+2 us; psutil costs ~25 us, tracemalloc slows the whole process several times)
+at the scheduler's gate before each input: at most every ``interval`` seconds
+while pressure is low, at every admission above the soft mark.
 
 * Above the soft watermark it evicts from what the job can rebuild (the
   in-memory cache tier, prompt-dedup results kept for later duplicates), by the
@@ -212,7 +213,9 @@ class MemoryGovernor:
     async def acquire(self) -> None:
         """Before an input is taken on: wait while too many are in progress."""
         now = self._clock()
-        if now - self._sampled_at >= self._interval:
+        # under pressure, every admission looks (2 us): memory can fill fast between
+        # two periodic samples
+        if self.pressure >= self._soft or now - self._sampled_at >= self._interval:
             self._sample(now)
         if self.in_progress >= self.allowed and self.in_progress > 0:
             started = now

@@ -163,7 +163,10 @@ def test_a_job_with_1gb_of_cacheable_answers_stays_within_its_limit() -> None:
             check=False,
         )
         assert ran.returncode == 0, ran.stderr
-        return float(ran.stdout.split()[0])
+        peak_mb = float(ran.stdout.split()[0])
+        if limit != "none":
+            assert peak_mb <= 220, ran.stderr  # what the governor did, when it failed
+        return peak_mb
 
-    assert peak("200") <= 220
+    peak("200")
     assert peak("none") > 500  # the limit is what kept it down
