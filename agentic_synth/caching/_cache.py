@@ -200,10 +200,13 @@ class ResponseCache:
 
     # -- keys ----------------------------------------------------------------------
 
-    def key(self, request: Request) -> bytes:
-        """The key of ``request``'s next sample (shared mode: of its one answer)."""
+    def key(self, request: Request, sample: int | None = None) -> bytes:
+        """The key of ``request``'s next sample (shared mode: of its one answer), or of
+        the given ``sample`` (a caller that numbers its samples itself, such as the
+        dataset generator's slots, so the numbering does not depend on timing)."""
         digest = request_digest(request, self._models)
-        sample = 0 if self._samples is None else self._samples.next(digest)
+        if sample is None:
+            sample = 0 if self._samples is None else self._samples.next(digest)
         return sample_key(self._prefix, digest, sample)
 
     # -- lookups and stores ------------------------------------------------------------
@@ -246,13 +249,14 @@ class ResponseCache:
         *,
         control: CacheControl = "default",
         ttl: float | None = None,
+        sample: int | None = None,
     ) -> Result:
         """``request``'s result: replayed from the cache, or computed (once per key in
         shared mode) and stored. Only successes are stored."""
         if control == "off":
             return await compute()
         started = self._clock()
-        key = self.key(request)
+        key = self.key(request, sample)
         near = self._near if self._near is not None and request.temperature == 0 else None
         if control != "no-cache":
             cached = await self.lookup(key)
