@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import sniffio
@@ -19,7 +19,10 @@ from ._spec import ModelSpec
 from ._synth import Synth
 from ._types import Completion, Result
 
-__all__ = ["generate", "generate_batch", "run"]
+if TYPE_CHECKING:
+    from .datasets._dataset import Dataset
+
+__all__ = ["generate", "generate_batch", "generate_structured", "run"]
 
 T = TypeVar("T")
 
@@ -78,5 +81,23 @@ def generate_batch(
     async def main() -> list[Result]:
         async with Synth(models, max_concurrency=max_concurrency) as synth:
             return await synth.generate_batch(inputs, raise_on_error=raise_on_error, **params)
+
+    return run(main)
+
+
+def generate_structured(
+    schema: Any,
+    *,
+    count: int,
+    models: Sequence[str | ModelSpec] | str | None = None,
+    max_concurrency: int = 64,
+    cache: Any = None,
+    **options: Any,
+) -> Dataset:
+    """:meth:`Synth.generate_structured`, synchronously (options as there)."""
+
+    async def main() -> Dataset:
+        async with Synth(models, max_concurrency=max_concurrency, cache=cache) as synth:
+            return await synth.generate_structured(schema, count=count, **options)
 
     return run(main)

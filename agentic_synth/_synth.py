@@ -24,12 +24,13 @@ from collections.abc import (
     Sized,
 )
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._cost import usage_cost
 from ._dedup import DedupAction, NearDuplicateIndex, OutputDedup, PromptDedup, make_index
 from ._exceptions import ConfigurationError, InvalidRequestError, SynthError
 from ._governor import MemoryGovernor, cgroup_memory_limit, parse_size
@@ -52,10 +53,15 @@ from ._types import (
 )
 from .caching._build import open_cache
 from .caching._cache import Cache, CacheControl, ResponseCache, check_control
+from .datasets._generate import Engine, generate_structured, iter_structured
 from .monitor import Metrics, MetricsSnapshot
 from .providers import Provider, create_provider, validate_spec
 from .routing import BreakerConfig, RetryPolicy, Routed, Router
 from .routing._strategy import make_strategy
+
+if TYPE_CHECKING:
+    from .datasets._dataset import Dataset
+    from .datasets._structured import SlotResult
 
 __all__ = ["BatchStream", "CompletionStream", "Synth"]
 
@@ -304,6 +310,51 @@ class Synth:
 
             done["memory"] = {"gc_objects": gc.collect()}
         return done
+
+    # -- datasets -------------------------------------------------------------------
+
+    def _engine(self) -> Engine:
+        """The engine as dataset jobs see it: one request (cached under a sample
+        number the job chooses), parameters, prices, concurrency."""
+        router = self._require_open()
+        cache = self._cache
+        send = self._send
+        specs = {s.name: s for s in self._specs}
+
+        async def call(request: Request, sample: int) -> Result:
+            if cache is not None:
+                return await cache.fetch(
+                    request, None, lambda: send(router, request, None), sample=sample
+                )
+            return await send(router, request, None)
+
+        def price(completion: Completion) -> float:
+            spec = specs.get(completion.model)
+            return 0.0 if spec is None else usage_cost(completion.usage, spec)
+
+        return Engine(call, self._params_for, price, self.max_concurrency)
+
+    async def generate_structured(self, schema: Any, *, count: int, **options: Any) -> Dataset:
+        """``count`` records valid against ``schema`` (a JSON Schema dict or a pydantic
+        model class), as a :class:`~agentic_synth.datasets.Dataset`.
+
+        Options: ``instructions`` (a template filled by ``attributes``),
+        ``attributes`` (``{"topic": [...], "difficulty": {"easy": 0.7, "hard": 0.3}}``),
+        ``per_call`` (records per request), ``max_corrections`` / ``max_restarts``,
+        ``dedup_outputs`` (Jaccard threshold: near-duplicates are replaced), ``seed``,
+        ``sink`` (a ``.jsonl``/``.csv``/``.parquet`` path written as records arrive),
+        ``keep_records``, ``progress`` (``(valid, failed, requested)`` callback), and
+        generation parameters (``temperature`` / ``top_p`` may be distributions such
+        as ``{"uniform": [0.6, 1.0]}``).
+        """
+        return await generate_structured(self._engine(), schema, count=count, **options)
+
+    def iter_structured(
+        self, schema: Any, *, count: int, **options: Any
+    ) -> AsyncIterator[SlotResult]:
+        """:meth:`generate_structured` as a stream of slot results, in slot order, as
+        they are validated (``result.record``, or ``result.failure``)."""
+        return iter_structured(self._engine(), schema, count=count, **options)
 
     def metrics(self) -> MetricsSnapshot:
         """A snapshot of requests, errors, latency percentiles, tokens, in flight."""
