@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 import anyio
 
 from .._exceptions import ConfigurationError
-from .._spec import ModelSpec, default_models, parse_model
 from .._synth import Synth
-from ..simulator import parse_latency
+from ..caching._cache import Cache
 from ._args import check_range
+from ._settings import add_config_arguments, resolve_settings
 
 __all__ = [
+    "add_cache_arguments",
     "add_generation_arguments",
     "build_synth",
     "check_generation_arguments",
@@ -52,11 +53,12 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         dest="models",
         metavar="PROVIDER:MODEL",
-        help="model to use, in order of preference (repeat for fallbacks); "
-        "default: $SYNTH_MODELS, else a provider with a key set, else the simulator",
+        help="model to use, in order of preference (repeat for fallbacks; a model the config "
+        "file defines takes its settings); default: the config file's models, else "
+        "$SYNTH_MODELS, else a provider with a key set, else the simulator",
     )
-    p.add_argument("-c", "--concurrency", type=int, default=64, help="requests in flight (64)")
-    p.add_argument("--max-tokens", type=int, default=256, help="output tokens per request (256)")
+    p.add_argument("-c", "--concurrency", type=int, help="requests in flight (config, else 64)")
+    p.add_argument("--max-tokens", type=int, help="output tokens per request (config, else 256)")
     p.add_argument("--temperature", type=float)
     p.add_argument("--system", help="system prompt for every request")
     p.add_argument("--timeout", type=float, help="seconds per provider call")
@@ -69,6 +71,28 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
         help="latency of sim: models, e.g. 0.05, uniform:0.05,0.2 or lognormal:0.1,0.8",
     )
     p.add_argument("--sim-seed", type=int, help="seed of sim: models")
+    add_config_arguments(p)
+
+
+def add_cache_arguments(p: argparse.ArgumentParser) -> None:
+    """``--cache``, ``--cache-mode``, ``--memory-limit``: for commands that run jobs."""
+    p.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="keep every answer in this SQLite file (or redis://host:port/db): a rerun of "
+        "the same job replays what completed and sends only the rest",
+    )
+    p.add_argument(
+        "--cache-mode",
+        choices=("samples", "shared"),
+        help="samples (default): identical inputs are distinct samples; shared: identical "
+        "requests share one answer (temperature-0 work)",
+    )
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="keep the process under this much memory, e.g. 2GB (default: the cgroup's limit)",
+    )
 
 
 def check_generation_arguments(args: argparse.Namespace) -> None:
@@ -77,32 +101,6 @@ def check_generation_arguments(args: argparse.Namespace) -> None:
     check_range("--max-tokens", args.max_tokens, low=1)
     check_range("--temperature", args.temperature, low=0, high=2)
     check_range("--timeout", args.timeout, low=0, low_open=True)
-
-
-def _model_specs(args: argparse.Namespace) -> list[ModelSpec]:
-    specs = [parse_model(m) for m in args.models or default_models()]
-    options: dict[str, Any] = {}
-    if args.sim_latency is not None:
-        try:
-            parse_latency(args.sim_latency)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"--sim-latency: {exc}") from None
-        options["latency"] = args.sim_latency
-    if args.sim_seed is not None:
-        options["seed"] = args.sim_seed
-    if not options:
-        return specs
-    if not any(s.provider == "sim" for s in specs):
-        used = "--sim-latency" if args.sim_latency is not None else "--sim-seed"
-        raise ConfigurationError(
-            f"{used} applies to sim: models and none is selected; drop it or add -m sim:sim-1"
-        )
-    return [
-        ModelSpec(provider=s.provider, model=s.model, options={**s.options, **options})
-        if s.provider == "sim"
-        else s
-        for s in specs
-    ]
 
 
 def _json_schema(path: Path) -> dict[str, Any]:
@@ -122,22 +120,29 @@ def _json_schema(path: Path) -> dict[str, Any]:
 
 
 def build_synth(args: argparse.Namespace, **options: Any) -> Synth:
-    """Check the shared flags and build the Synth (models resolved, keys found, request
-    parameters validated): any mistake raises here, before an output is opened."""
+    """Check the shared flags, merge them with the config file and the environment
+    (:func:`resolve_settings`) and build the Synth (models resolved, keys found,
+    request parameters validated): any mistake raises here, before an output is opened."""
     check_generation_arguments(args)
+    settings = resolve_settings(args)
     defaults: dict[str, Any] = {}
-    if args.temperature is not None:
-        defaults["temperature"] = args.temperature
-    if args.system is not None:
-        defaults["system"] = args.system
-    if args.timeout is not None:
-        defaults["timeout"] = args.timeout
+    if settings.temperature is not None:
+        defaults["temperature"] = settings.temperature
+    if settings.system is not None:
+        defaults["system"] = settings.system
+    if settings.timeout is not None:
+        defaults["timeout"] = settings.timeout
     if args.json_schema is not None:
         defaults["json_schema"] = _json_schema(args.json_schema)
+    if settings.cache is not None:
+        options.setdefault("cache", Cache(("memory", settings.cache), mode=settings.cache_mode))
+    if settings.memory_limit is not None:
+        options.setdefault("memory_limit", settings.memory_limit)
     return Synth(
-        _model_specs(args),
-        max_concurrency=args.concurrency,
-        max_tokens=args.max_tokens,
+        settings.specs(),
+        max_concurrency=settings.concurrency,
+        max_tokens=settings.max_tokens,
+        strategy=settings.strategy,
         defaults=defaults,
         **options,
     )

@@ -14,11 +14,9 @@ from typing import Any
 import anyio
 
 from .._exceptions import ConfigurationError
-from .._governor import parse_size
 from .._synth import Synth
-from ..caching._cache import Cache
 from ._args import check_range
-from ._common import add_generation_arguments, build_synth, run_async
+from ._common import add_cache_arguments, add_generation_arguments, build_synth, run_async
 from ._inputs import PARAM_KEYS, FileSource, Input, Source, TemplateSource
 from ._output import FLUSH_SECONDS, End, Output
 from ._records import ROW_HELP, result_line
@@ -106,24 +104,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="with --dedup-outputs: drop such outputs (an error record says why)",
     )
-    p.add_argument(
-        "--cache",
-        metavar="PATH",
-        help="keep every answer in this SQLite file (or redis://host:port/db): a rerun of "
-        "the same job replays what completed and sends only the rest",
-    )
-    p.add_argument(
-        "--cache-mode",
-        choices=("samples", "shared"),
-        default="samples",
-        help="samples (default): identical inputs are distinct samples; shared: identical "
-        "requests share one answer (temperature-0 work)",
-    )
-    p.add_argument(
-        "--memory-limit",
-        metavar="SIZE",
-        help="keep the process under this much memory, e.g. 2GB (default: the cgroup's limit)",
-    )
+    add_cache_arguments(p)
     add_generation_arguments(p)
     p.set_defaults(run=run)
 
@@ -138,17 +119,6 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigurationError("--drop-duplicates needs --dedup-outputs JACCARD, e.g. 0.9")
 
 
-def _memory_limit(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except ConfigurationError:
-        raise ConfigurationError(
-            f"--memory-limit must be a size such as 512MB or 2GiB, got {value!r}"
-        ) from None
-
-
 def _open_source(args: argparse.Namespace) -> Source:
     if args.input is None:
         count = _DEFAULT_COUNT if args.count is None else args.count
@@ -156,9 +126,9 @@ def _open_source(args: argparse.Namespace) -> Source:
     return FileSource.open(args.input)
 
 
-def _open_output(args: argparse.Namespace, source: Source) -> Output:
+def _open_output(args: argparse.Namespace, source: Source, concurrency: int) -> Output:
     # failures before the first success are held back up to one wave of requests
-    output = Output.open("--output", args.output, hold=args.concurrency)
+    output = Output.open("--output", args.output, hold=concurrency)
     mine = output.identity()
     if isinstance(source, FileSource) and mine is not None and mine == source.identity():
         output.close(End.FAILED)
@@ -175,12 +145,10 @@ def run(args: argparse.Namespace) -> int:
         dedup_prompts=args.dedup_prompts,
         dedup_outputs=args.dedup_outputs,
         dedup_action="drop" if args.drop_duplicates else "flag",
-        cache=None if args.cache is None else Cache(("memory", args.cache), mode=args.cache_mode),
-        memory_limit=_memory_limit(args.memory_limit),
     )
     source = _open_source(args)
     try:
-        output = _open_output(args, source)
+        output = _open_output(args, source, synth.max_concurrency)
         summary = Summary(quiet=args.quiet)
         try:
             run_async(_generate, synth, source, output, args.ordered, summary)
