@@ -27,6 +27,8 @@ _OPEN = {"{": "}", "[": "]"}
 _UNCLOSED_RETRIES = 4
 _DECODER = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
 _WS = re.compile(r"[ \t\n\r]*")
+#: ``{"key": [`` : an object wrapping the array of records.
+_WRAPPER = re.compile(r'\{[ \t\n\r]*"(?:[^"\\]|\\.)*"[ \t\n\r]*:[ \t\n\r]*\[')
 
 
 class _Constant(ValueError):
@@ -198,24 +200,43 @@ def _why_not(text: str) -> str:
 
 
 def array_elements(text: str) -> tuple[list[Any], bool] | None:
-    """The complete elements of the first JSON array in ``text`` (or of the array
-    inside a one-key wrapper object), even when the text stops mid-array.
+    """The complete elements of the JSON array that ``text`` starts (or of the array
+    inside a one-key wrapper object ``{"records": [...]}``), even when the text stops
+    mid-array.
 
     Returns ``(elements, closed)``: ``closed`` is whether the array's ``]`` was
-    reached. An element counts only when a ``,`` or ``]`` follows it, so a number
-    cut short (``12`` of ``1234``) is not taken. ``None`` if no array starts.
+    reached. An element counts only when complete: a ``,`` or ``]`` follows it, or
+    the text ends right after a complete object, array or string (a number cut
+    short, ``12`` of ``1234``, is not taken). ``None`` when the JSON in ``text``
+    starts with an object that is not such a wrapper, or there is no array.
     """
     n = len(text)
     pos = 0
-    for _ in range(8):  # a few '[' in the prose before the real array
-        at = text.find("[", pos)
-        if at < 0:
+    for _ in range(8):  # a few brackets in the prose before the real JSON
+        a, b = text.find("{", pos), text.find("[", pos)
+        if a < 0 and b < 0:
             return None
-        elements, closed, ok = _scan_array(text, at + 1, n)
+        at = b if a < 0 else a if b < 0 else min(a, b)
+        if text[at] == "{":
+            wrapper = _WRAPPER.match(text, at)
+            if wrapper is None:
+                if _looks_like_object(text, at):
+                    return None  # the JSON is an object, not an array of records
+                pos = at + 1
+                continue
+            elements, closed, ok = _scan_array(text, wrapper.end(), n)
+        else:
+            elements, closed, ok = _scan_array(text, at + 1, n)
         if ok:
             return elements, closed
         pos = at + 1
     return None
+
+
+def _looks_like_object(text: str, at: int) -> bool:
+    """Whether the ``{`` at ``at`` opens a JSON object (``{}`` or ``{"key"``)."""
+    j = _WS.match(text, at + 1).end()  # type: ignore[union-attr]
+    return j >= len(text) or text[j] in '"}'
 
 
 def _scan_array(text: str, i: int, n: int) -> tuple[list[Any], bool, bool]:
