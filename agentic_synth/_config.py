@@ -145,8 +145,14 @@ class ModelEntry:
 
     @property
     def key_env(self) -> str | None:
-        """The variable the key is read from: ``api_key_env``, else the provider's usual one."""
-        return self.api_key_env or PROVIDER_KEY_ENV.get(self.provider)
+        """The variable the key is read from: ``api_key_env``, else the provider's usual
+        one, except for an OpenAI-compatible server at its own ``base_url`` (vLLM,
+        Ollama): it gets a key only from ``api_key_env``, never the OpenAI key."""
+        if self.api_key_env is not None:
+            return self.api_key_env
+        if self.provider == "openai" and self.base_url is not None:
+            return None
+        return PROVIDER_KEY_ENV.get(self.provider)
 
     def spec(self, environ: Mapping[str, str] | None = None) -> ModelSpec:
         """The ModelSpec, with the key and header values read from ``environ``
@@ -154,7 +160,8 @@ class ModelEntry:
         lacks is an error naming both; the provider's usual variable is left to
         :meth:`ModelSpec.resolved`."""
         env = os.environ if environ is None else environ
-        key = None
+        # "": no key, and ModelSpec.resolved() does not fill one in from the environment
+        key = "" if self.key_env is None and self.provider in PROVIDER_KEY_ENV else None
         if self.api_key_env is not None:
             key = (env.get(self.api_key_env) or "").strip() or None
             if key is None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._exceptions import SynthError
-from . import _bench, _cache_cmd, _generate, _mock_server
+from . import _bench, _cache_cmd, _config_cmd, _doctor, _generate, _mock_server, _validate
 from ._args import OneLineParser
 from ._streams import say, silence_stdout
 
@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     _bench.add_parser(sub)
     _mock_server.add_parser(sub)
     _cache_cmd.add_parser(sub)
+    _config_cmd.add_parsers(sub)
+    _validate.add_parser(sub)
+    _doctor.add_parser(sub)
     return parser
 
 
