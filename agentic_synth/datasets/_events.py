@@ -46,7 +46,6 @@ writes only each event's ``description`` and ``metadata`` (the content schema),
 from __future__ import annotations
 
 import statistics
-import uuid
 from bisect import bisect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -273,25 +272,38 @@ def _chooser(
 def _metadata_maker(plan: EventsPlan) -> Callable[[str], dict[str, Any]]:
     """The seed's local metadata per type (click, view, purchase; others get ``{}``),
     from its own stream; ``mode="llm"`` has the model write metadata instead."""
-    rng = stream(plan.seed, "metadata")
-    randrange, choice, uniform = rng.randrange, rng.choice, rng.uniform
+    random = stream(plan.seed, "metadata").random
     elements = ("button", "link", "image")
 
     def make(event_type: str) -> dict[str, Any]:
         kind = event_type.lower()
         if kind == "click":
-            return {"element": choice(elements), "x": randrange(1920), "y": randrange(1080)}
+            return {
+                "element": elements[int(random() * 3)],
+                "x": int(random() * 1920),
+                "y": int(random() * 1080),
+            }
         if kind == "view":
-            return {"page": f"/page{randrange(10)}", "duration_s": randrange(300)}
+            return {"page": f"/page{int(random() * 10)}", "duration_s": int(random() * 300)}
         if kind == "purchase":
             return {
-                "amount": round(uniform(0.01, 100.0), 2),
+                "amount": round(0.01 + random() * 99.99, 2),
                 "currency": "USD",
-                "items": randrange(1, 6),
+                "items": 1 + int(random() * 5),
             }
         return {}
 
     return make
+
+
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (4 << 76) | (0x8000 << 48)
+
+
+def _uuid4(random_bits: int) -> str:
+    """``str(uuid.UUID(int=random_bits, version=4))`` at a third of the cost."""
+    h = f"{(random_bits & _UUID_CLEAR) | _UUID_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _events(plan: EventsPlan, with_metadata: bool) -> Iterator[dict[str, Any]]:
@@ -305,7 +317,6 @@ def _events(plan: EventsPlan, with_metadata: bool) -> Iterator[dict[str, Any]]:
     user = _chooser(plan.users, zipf, "users", plan)
     bits = stream(plan.seed, "ids").getrandbits
     make_metadata = _metadata_maker(plan) if with_metadata else None
-    UUID = uuid.UUID
     day = None
     prefix = ""
     previous = 0
@@ -323,7 +334,7 @@ def _events(plan: EventsPlan, with_metadata: bool) -> Iterator[dict[str, Any]]:
         hour, minute = divmod(minutes, 60)
         kind = event_type()
         record: dict[str, Any] = {
-            "event_id": str(UUID(int=bits(128), version=4)),
+            "event_id": _uuid4(bits(128)),
             "timestamp": f"{prefix}T{hour:02d}:{minute:02d}:{second:02d}.{milli:03d}Z",
             "event_type": kind,
             "user_id": user(),

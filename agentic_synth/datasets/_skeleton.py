@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "parse_duration",
     "parse_utc_timestamp",
     "resolve_seed",
+    "standard_normal",
     "stream",
     "to_microseconds",
     "to_utc",
@@ -72,6 +74,20 @@ def stream(seed: int | str, label: str) -> random.Random:
     distribution leaves the other columns' values unchanged. ``repr`` keeps ``1`` and
     ``"1"`` apart; str seeds are hashed with SHA-512 by ``random``, stable across runs."""
     return random.Random(f"{seed!r}/{label}")
+
+
+_INV_CDF = statistics.NormalDist().inv_cdf
+_HALF_ULP = 0.5
+_TWO_TO_MINUS_53 = 2.0**-53
+
+
+def standard_normal(rng: random.Random) -> Callable[[], float]:
+    """N(0, 1) draws by inverting the normal CDF at a uniform strictly inside (0, 1)
+    (53 random bits, centred): one C call each, about 4x faster than the pure-Python
+    ``random.gauss``, and exact to the CDF's double precision."""
+    bits = rng.getrandbits
+    inv_cdf = _INV_CDF
+    return lambda: inv_cdf((bits(53) + _HALF_ULP) * _TWO_TO_MINUS_53)
 
 
 def to_utc(value: TimeLike, name: str) -> datetime:

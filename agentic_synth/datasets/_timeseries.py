@@ -67,6 +67,7 @@ from ._skeleton import (
     parse_duration,
     parse_utc_timestamp,
     resolve_seed,
+    standard_normal,
     stream,
     to_microseconds,
     to_utc,
@@ -300,29 +301,28 @@ def plan_timeseries(
 
 def _points(plan: TimeSeriesPlan) -> Iterator[dict[str, Any]]:
     n = plan.count
-    micro = plan.micro
-    spec = "microseconds" if micro else "seconds"
+    spec = "microseconds" if plan.micro else "seconds"
     span = TREND_SPAN if plan.trend == "up" else -TREND_SPAN if plan.trend == "down" else 0.0
     walking = plan.trend == "random"
     denominator = max(n - 1, 1)
-    columns = []
-    for m in plan.metrics:
-        columns.append(
-            (
-                m.name,
-                m.base,
-                span * m.scale / denominator,  # slope per point
-                plan.amplitude * m.scale,
-                plan.noise * m.scale,
-                stream(plan.seed, f"noise:{m.name}").gauss,
-                TREND_SPAN * m.scale / math.sqrt(denominator),  # walk step sd
-                stream(plan.seed, f"walk:{m.name}").gauss,
-                -math.inf if m.min is None else m.min,
-                math.inf if m.max is None else m.max,
-                m.decimals,
-            )
-        )
-    levels = [0.0] * len(columns)
+    # per metric, mutable: [name, level, slope per point, seasonal amplitude, noise sd,
+    # noise sampler, walk step sd, walk sampler, min, max, decimals]
+    columns: list[list[Any]] = [
+        [
+            m.name,
+            m.base,
+            span * m.scale / denominator,
+            plan.amplitude * m.scale,
+            plan.noise * m.scale,
+            standard_normal(stream(plan.seed, f"noise:{m.name}")),
+            TREND_SPAN * m.scale / math.sqrt(denominator),
+            standard_normal(stream(plan.seed, f"walk:{m.name}")),
+            -math.inf if m.min is None else m.min,
+            math.inf if m.max is None else m.max,
+            m.decimals,
+        ]
+        for m in plan.metrics
+    ]
     cycle_us = 0 if plan.period is None else plan.period // _US
     if cycle_us:
         phase = (to_microseconds(plan.start) - to_microseconds(SEASON_REFERENCE)) % cycle_us
@@ -337,19 +337,19 @@ def _points(plan: TimeSeriesPlan) -> Iterator[dict[str, Any]]:
         if cycle_us:
             season = -cos(turn * phase)
             phase = (phase + advance) % cycle_us
-        for c, (name, base, slope, amp, sd, gauss, walk_sd, walk, lo, hi, dec) in enumerate(
-            columns
-        ):
+        for column in columns:
+            name, level, slope, amp, sd, normal, walk_sd, walk, lo, hi, dec = column
             if walking:
                 if i:
-                    levels[c] += walk(0.0, walk_sd)
-                value = base + levels[c]
+                    level += walk_sd * walk()
+                    column[1] = level
+                value = level
             else:
-                value = base + slope * i
+                value = level + slope * i
             if amp:
                 value += amp * season
             if sd:
-                value += gauss(0.0, sd)
+                value += sd * normal()
             if value < lo:
                 value = lo
             elif value > hi:

@@ -198,7 +198,9 @@ def test_zipf_users_follow_one_over_rank_in_the_order_given() -> None:
 def test_event_ids_are_seeded_unique_uuid4() -> None:
     a, b = events("normal", 2000, seed=3), events("normal", 2000, seed=4)
     ids = [r["event_id"] for r in a]
-    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [str(u) for u in parsed] == ids
     assert len(set(ids)) == 2000
     assert ids == [r["event_id"] for r in events("normal", 2000, seed=3)]
     assert not set(ids) & {r["event_id"] for r in b}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cmath
 import math
 import re
+import statistics
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from agentic_synth import InvalidRequestError
+from agentic_synth.datasets._skeleton import standard_normal, stream
 from agentic_synth.datasets._timeseries import (
     SEASONAL_AMPLITUDE,
     TIMESERIES_CONTENT_SCHEMA,
@@ -260,6 +262,17 @@ def test_seasonal_period_is_recovered_by_a_periodogram(
         n, START, interval=interval, period=period, noise=0.3, trend="up", seed=5
     )
     assert periodogram_peak([r["value"] for r in records]) == bin_
+
+
+def test_the_noise_sampler_is_standard_normal() -> None:
+    """KS against the N(0, 1) CDF, n = 20,000, alpha = 0.001: critical value
+    sqrt(-ln(0.0005)/2)/sqrt(n) = 0.0138."""
+    normal = standard_normal(stream(1, "ks"))
+    xs = sorted(normal() for _ in range(20_000))
+    n, cdf = len(xs), statistics.NormalDist().cdf
+    d = max(max((i + 1) / n - cdf(x), cdf(x) - i / n) for i, x in enumerate(xs))
+    assert d <= math.sqrt(-math.log(0.0005) / 2) / math.sqrt(n)
+    assert normal() != normal()
 
 
 @pytest.mark.parametrize(
