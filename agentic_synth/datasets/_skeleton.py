@@ -77,7 +77,7 @@ def stream(seed: int | str, label: str) -> random.Random:
 
 
 _INV_CDF = statistics.NormalDist().inv_cdf
-_HALF_ULP = 0.5
+_HALF_STEP = 0.5
 _TWO_TO_MINUS_53 = 2.0**-53
 
 
@@ -87,7 +87,7 @@ def standard_normal(rng: random.Random) -> Callable[[], float]:
     ``random.gauss``, and exact to the CDF's double precision."""
     bits = rng.getrandbits
     inv_cdf = _INV_CDF
-    return lambda: inv_cdf((bits(53) + _HALF_ULP) * _TWO_TO_MINUS_53)
+    return lambda: inv_cdf((bits(53) + _HALF_STEP) * _TWO_TO_MINUS_53)
 
 
 def to_utc(value: TimeLike, name: str) -> datetime:
@@ -106,7 +106,10 @@ def to_utc(value: TimeLike, name: str) -> datetime:
             f"{name} must be an ISO 8601 string, a datetime or a date, got {value!r}"
         )
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise InvalidRequestError(f"{name}={value!r} is out of range in UTC") from None
     return value
 
 
@@ -121,7 +124,10 @@ def parse_duration(value: str | timedelta, name: str) -> timedelta:
     if isinstance(value, timedelta):
         duration = value
     elif isinstance(value, str) and (m := _DURATION.match(value)):
-        duration = float(m.group(1)) * _UNIT[m.group(2)]
+        try:
+            duration = float(m.group(1)) * _UNIT[m.group(2)]
+        except OverflowError:
+            raise InvalidRequestError(f"{name}={value!r} is out of range") from None
     else:
         raise InvalidRequestError(
             f"{name}={value!r}: expected a duration such as '30s', '15m', '1h', '1d', '1w' "

@@ -19,8 +19,8 @@ grid and never taken from anywhere else (the seed package let a record's own
 
 The values. Each metric has a ``base`` (default 100) and a ``scale`` (default
 ``|base|``, or 1 when the base is 0) in which every effect is measured:
-``value = base + trend + seasonal + noise``, clipped to ``[min, max]`` and rounded to
-``decimals`` (default 2, as the seed):
+``value = base + trend + seasonal + noise``, rounded to ``decimals`` (default 2, as
+the seed) and clipped to ``[min, max]``:
 
 - trend ``"up"``/``"down"``: a straight line from ``base`` moving by
   ``TREND_SPAN * scale`` (half a scale) over the whole series, so the sign of the
@@ -350,11 +350,10 @@ def _points(plan: TimeSeriesPlan) -> Iterator[dict[str, Any]]:
                 value += amp * season
             if sd:
                 value += sd * normal()
-            if value < lo:
-                value = lo
-            elif value > hi:
-                value = hi
-            record[name] = value if dec is None else round(value, dec)
+            if dec is not None:
+                value = round(value, dec)
+            # clipped after rounding: a bound off the decimals grid is still never crossed
+            record[name] = lo if value < lo else hi if value > hi else value
         yield record
         when += step
 

@@ -140,6 +140,8 @@ def test_all_four_must_agree() -> None:
         ({"count": 3, "start": "yesterday"}, "not an ISO 8601 time"),
         ({"count": 3, "start": START, "interval": "1 fortnight"}, "expected a duration"),
         ({"count": 3, "start": START, "interval": "0s"}, "at least one microsecond"),
+        ({"count": 3, "start": START, "interval": "1000000000d"}, "out of range"),
+        ({"count": 3, "start": "0001-01-01T00:00:00+01:00"}, "out of range in UTC"),
         ({"count": 0, "start": START, "end": "2026-01-02", "interval": None}, "cannot spread"),
         ({"count": 10**10, "start": START}, "last representable time"),
         ({"count": 3, "start": START, "trend": "sideways"}, "trend must be one of"),
@@ -193,6 +195,20 @@ def test_metric_dicts_set_base_scale_bounds_and_decimals() -> None:
     raw = [r["raw"] for r in records]
     assert any(round(v, 6) != v for v in raw)  # not rounded
     assert check_timeseries(records, count=2000, interval="1h", metrics=["value", "cpu"]) == []
+
+
+def test_bounds_off_the_decimals_grid_are_never_crossed() -> None:
+    spec = {"name": "x", "base": 0.5, "scale": 1, "min": 0.004, "max": 0.996, "decimals": 2}
+    values = [
+        r["x"] for r in generate_timeseries_local(500, START, metrics=[spec], noise=1, seed=6)
+    ]
+    assert min(values) == 0.004 and max(values) == 0.996
+    assert (
+        check_timeseries(
+            generate_timeseries_local(500, START, metrics=[spec], noise=1, seed=6), metrics=[spec]
+        )
+        == []
+    )
 
 
 def test_no_trend_no_season_no_noise_is_the_base() -> None:
