@@ -122,7 +122,13 @@ async def generate_structured(
         if out is not None:
             out.close()
     return Dataset(
-        records, columns, failures, _stats(job, seconds), model=job.spec.model, rows=rows
+        records,
+        columns,
+        failures,
+        _stats(job, seconds),
+        model=job.spec.model,
+        rows=rows if keep_records else None,
+        schema=job.spec.json_schema,
     )
 
 

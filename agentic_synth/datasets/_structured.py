@@ -176,7 +176,7 @@ class StructuredJob:
     def _schema_for(self, n: int) -> dict[str, Any]:
         if self._per_call == 1:
             return self.spec.json_schema
-        return {"type": "array", "items": self.spec.json_schema, "minItems": n, "maxItems": n}
+        return self.spec.array_schema(n)
 
     def _request(self, messages: list[Message], n: int, group: int, attempt: int) -> Request:
         overrides = dict(self._params.sample(group, attempt))
