@@ -54,6 +54,7 @@ from ._types import (
 from .caching._build import open_cache
 from .caching._cache import Cache, CacheControl, ResponseCache, check_control
 from .datasets._generate import Engine, generate_structured, iter_structured
+from .datasets._series import events_dataset, timeseries_dataset
 from .monitor import Metrics, MetricsSnapshot
 from .providers import Provider, create_provider, validate_spec
 from .routing import BreakerConfig, RetryPolicy, Routed, Router
@@ -355,6 +356,22 @@ class Synth:
         """:meth:`generate_structured` as a stream of slot results, in slot order, as
         they are validated (``result.record``, or ``result.failure``)."""
         return iter_structured(self._engine(), schema, count=count, **options)
+
+    async def generate_timeseries(self, count: int | None = None, **options: Any) -> Dataset:
+        """A time series (the seed's options: ``start``, ``end``, ``interval``,
+        ``metrics``, ``trend``, ``seasonality``, ``noise``, ``seed``). ``mode="local"``
+        computes it (no model); ``mode="llm"`` has the model annotate every point
+        (``per_call`` points a request) on top of the computed skeleton."""
+        engine = None if options.get("mode", "local") == "local" else self._engine()
+        return await timeseries_dataset(engine, count, **options)
+
+    async def generate_events(self, count: int = 100, **options: Any) -> Dataset:
+        """An event stream (the seed's options: ``event_types``, ``distribution``,
+        ``time_range``, ``users``, ``seed``), exactly ``count`` events sorted by time.
+        ``mode="local"`` computes it; ``mode="llm"`` has the model write each event's
+        description and metadata on top of the computed skeleton."""
+        engine = None if options.get("mode", "local") == "local" else self._engine()
+        return await events_dataset(engine, count, **options)
 
     def metrics(self) -> MetricsSnapshot:
         """A snapshot of requests, errors, latency percentiles, tokens, in flight."""

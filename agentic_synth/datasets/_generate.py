@@ -53,6 +53,7 @@ def _job(
     dedup_outputs: float | None,
     seed: int,
     params: Mapping[str, Any],
+    context: Callable[[range], dict[str, Any]] | None = None,
 ) -> Any:
     from ._schema import SchemaSpec
     from ._structured import StructuredJob
@@ -75,6 +76,7 @@ def _job(
         base=engine.params(fixed),
         concurrency=engine.concurrency,
         price=engine.price,
+        context=context,
     )
 
 

@@ -100,6 +100,7 @@ class StructuredJob:
         base: GenerationParams,
         concurrency: int,
         price: Callable[[Completion], float],
+        context: Callable[[range], dict[str, Any]] | None = None,
     ) -> None:
         for name, value, low in (
             ("count", count, 0),
@@ -119,6 +120,9 @@ class StructuredJob:
         self.count = count
         self._instructions = instructions or _DEFAULT_INSTRUCTIONS
         self._attributes = AttributeSampler(attributes, seed)
+        #: the attributes of a group from its slots (a skeleton's records), instead of
+        #: sampled ones
+        self._context = context
         self._params = ParamSampler(params, seed)
         self._base = base
         self._per_call = per_call
@@ -141,11 +145,17 @@ class StructuredJob:
 
     @property
     def attribute_names(self) -> list[str]:
-        return self._attributes.names
+        return [] if self._context is not None else self._attributes.names
+
+    def _group_attributes(self, group: int) -> dict[str, Any]:
+        if self._context is None:
+            return self._attributes.sample(group)
+        per = self._per_call
+        return self._context(range(group * per, min(self.count, (group + 1) * per)))
 
     def _check_template(self) -> None:
         try:
-            self._render(self._attributes.sample(0), 1)
+            self._render(self._group_attributes(0), 1)
         except (KeyError, IndexError, ValueError) as exc:
             raise InvalidRequestError(
                 f"instructions refer to {exc} which is not an attribute; attributes are "
@@ -257,7 +267,7 @@ class StructuredJob:
         """Fill the group's slots, wait for its turn, dedup in slot order, emit."""
         per = self._per_call
         slots = range(group * per, min(self.count, (group + 1) * per))
-        attributes = self._attributes.sample(group)
+        attributes = self._group_attributes(group)
         got, problem, calls, last = await self._generate(group, slots, attributes)
         await self._wait_turn(group)
         try:
@@ -360,7 +370,7 @@ def _text(record: Any) -> str:
 
 def row_of(result: SlotResult) -> dict[str, Any]:
     """The record's fields plus its attributes, for sinks (attributes never overwrite)."""
-    record = result.record
+    record: Any = result.record
     fields = record.model_dump(mode="json") if hasattr(record, "model_dump") else dict(record)
     for name, value in result.attributes.items():
         key = name
