@@ -14,7 +14,7 @@ from typing import Any
 from .._exceptions import ConfigurationError
 from ._latency import Latency, fixed, parse_latency
 
-__all__ = ["FAULT_KINDS", "HOSTILE_FAULTS", "WIRE_ONLY_FAULTS", "SimConfig"]
+__all__ = ["FAULT_KINDS", "HOSTILE_FAULTS", "SCHEMA_FAULTS", "WIRE_ONLY_FAULTS", "SimConfig"]
 
 #: Servers that misbehave at the HTTP level: what a client's response limits and
 #: timeouts are for. Full effect on the mock server only.
@@ -43,7 +43,15 @@ FAULT_KINDS = (
     "long_retry_after",
     "no_retry",
     *HOSTILE_FAULTS,
+    "invalid_output",
+    "truncated_output",
 )
+#: Faults in the answer's content, for the correction loop: a 200 whose JSON breaks
+#: the request's ``json_schema`` (wrong type, missing required key, enum outside the
+#: set, pattern broken), or is cut mid-JSON with finish reason ``max_tokens``
+#: (``length``). Only requests that carry a ``json_schema`` are affected; a request
+#: without one whose draw lands in these bands gets a normal answer.
+SCHEMA_FAULTS = ("invalid_output", "truncated_output")
 #: Faults that only make full sense on the wire; the in-process provider maps them
 #: to the error a client would see (connection error, overloaded error mid-stream,
 #: response too large, timeout).
@@ -110,6 +118,12 @@ class SimConfig:
     fault_interim_1xx: float = 0.0
     #: Mock server: 200 and the headers, then one byte every ``trickle_interval`` s, forever.
     fault_trickle: float = 0.0
+    #: Requests with a ``json_schema``: the JSON answered violates it in one realistic way
+    #: (see :data:`SCHEMA_FAULTS`). Flag ``--fault-invalid-output``.
+    fault_invalid_output: float = 0.0
+    #: Requests with a ``json_schema``: the JSON is cut mid-way, finish reason
+    #: ``max_tokens`` (OpenAI ``length``). Flag ``--fault-truncated-output``.
+    fault_truncated_output: float = 0.0
     #: Share of prompts answered 403 ``permission_error`` (a gateway's content block):
     #: chosen by the prompt text and the seed, so the same prompt is always blocked.
     forbidden: float = 0.0

@@ -20,7 +20,8 @@ from typing import Any, Literal
 from .._core import fingerprint  # type: ignore[import-not-found,unused-ignore]
 from .._request import canonical_bytes
 from .._types import Request
-from ._config import FAULT_KINDS, SimConfig
+from ._config import FAULT_KINDS, SCHEMA_FAULTS, SimConfig
+from ._corrupt import PROSE, corrupt
 from ._prompt_cache import PromptCacheSim
 from ._schema_json import generate_json
 from ._text import corpus
@@ -61,6 +62,9 @@ class Outcome:
     u_extra: float
     #: Prose streams a word per token; anything else (JSON) ~4 characters per token.
     prose: bool = False
+    #: The content fault (one of :data:`SCHEMA_FAULTS`) injected into this answer, if any.
+    #: Not a ``fault``: the answer is a normal 200, only its JSON is wrong.
+    injected: str | None = None
 
     def pieces(self, chunk_tokens: int = 1) -> list[str]:
         """The text as stream deltas of ``chunk_tokens`` tokens each."""
@@ -207,6 +211,10 @@ class Simulator:
                     u_extra = (u_fault - below) / (threshold - below)
                     break
                 below = threshold
+        injected: str | None = None
+        if fault in SCHEMA_FAULTS:
+            # a content fault: the answer is a normal 200 (wrong only in its JSON)
+            injected, fault = fault, None
         latency = config.latency
         delay = 0.0 if latency.is_zero else latency.sample(u_lat1, u_lat2)
         input_tokens = estimate_tokens(input_text)
@@ -214,14 +222,34 @@ class Simulator:
 
         if json_schema is not None:
             rng = random.Random(bits)
-            text = json.dumps(generate_json(json_schema, rng), ensure_ascii=False)
-            tokens = (len(text) + 3) // 4 or 1
+            value = generate_json(json_schema, rng)
             finish: FinishReason = "end"
+            if injected == "invalid_output":
+                broken = corrupt(value, json_schema, rng)
+                text = PROSE if broken is None else json.dumps(broken, ensure_ascii=False)
+            else:
+                text = json.dumps(value, ensure_ascii=False)
+            if injected == "truncated_output" and len(text) > 1:
+                # cut somewhere in the JSON, as max_tokens would
+                text = text[: 1 + int(u_extra * (len(text) - 1))]
+                finish = "max_tokens"
+            tokens = (len(text) + 3) // 4 or 1
             if tokens > max_tokens:
                 text = text[: 4 * max_tokens]
                 tokens = max_tokens
                 finish = "max_tokens"
-            return Outcome(fault, delay, text, tokens, input_tokens, finish, None, token, u_extra)
+            return Outcome(
+                fault,
+                delay,
+                text,
+                tokens,
+                input_tokens,
+                finish,
+                None,
+                token,
+                u_extra,
+                injected=injected,
+            )
 
         text, output_tokens, was_cut = corpus().text(
             pick, max(1, round(config.output_tokens * (0.5 + u_len))), max_tokens
