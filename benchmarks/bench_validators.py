@@ -27,6 +27,8 @@ import jsonschema
 import jsonschema_rs
 from _report import save, table
 
+from agentic_synth.datasets._schema import SchemaSpec
+
 RECORD_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "Order",
@@ -310,6 +312,18 @@ def main(seconds: float) -> None:
         }
         rows.append(row)
         figures["rows"][c.name] = {**row, "wrong": wrong}
+    # what the dataset generator pays per answer: SchemaSpec on the chosen validator
+    spec = SchemaSpec.of(RECORD_SCHEMA)
+    fenced = "Here is the record:\n```json\n" + json.dumps(VALID_RECORD, indent=2) + "\n```"
+    for name, fn in (
+        ("SchemaSpec.validate", lambda: spec.validate(VALID_RECORD)),
+        ("SchemaSpec.parse (bare JSON)", lambda: spec.parse(text)),
+        ("SchemaSpec.parse (fenced, prose)", lambda: spec.parse(fenced)),
+    ):
+        assert fn().ok, name
+        per_s = rate(fn, seconds)
+        rows.append({"validator": name, "valid/s": per_s, "us valid": 1e6 / per_s})
+        figures["rows"][name] = {"valid/s": per_s, "us valid": 1e6 / per_s}
     print(
         table(
             rows,
