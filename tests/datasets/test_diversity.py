@@ -55,8 +55,9 @@ def _mutate(draw: st.DrawFn, base: str) -> str:
 def corpora(draw: st.DrawFn) -> list[str]:
     texts: list[str] = []
     for _ in range(draw(st.integers(0, 30))):
-        if texts and draw(st.booleans()):
-            texts.append(_mutate(draw, draw(st.sampled_from(texts))))  # a near-copy
+        near_copy: bool = draw(st.booleans())
+        if texts and near_copy:
+            texts.append(_mutate(draw, draw(st.sampled_from(texts))))
         else:
             n = draw(st.integers(0, 14))
             texts.append(" ".join(draw(st.lists(st.sampled_from(WORDS), min_size=n, max_size=n))))
