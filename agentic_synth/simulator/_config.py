@@ -256,6 +256,16 @@ class SimConfig:
             )
 
     @property
+    def invalid_output(self) -> float:
+        """Share of ``json_schema`` requests answered with schema-breaking JSON."""
+        return self.fault_invalid_output
+
+    @property
+    def truncated_output(self) -> float:
+        """Share of ``json_schema`` requests answered with JSON cut at ``max_tokens``."""
+        return self.fault_truncated_output
+
+    @property
     def fault_rates(self) -> dict[str, float]:
         """Non-zero fault rates by kind."""
         rates = {kind: getattr(self, f"fault_{kind}") for kind in FAULT_KINDS}
@@ -264,7 +274,8 @@ class SimConfig:
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> SimConfig:
         """Build from ``ModelSpec.options``: field names as keys, or a ``SimConfig``
-        under ``"config"`` that the other keys then override."""
+        under ``"config"`` that the other keys then override. ``invalid_output`` and
+        ``truncated_output`` name ``fault_invalid_output``/``fault_truncated_output``."""
         if not options:
             return cls()
         if not isinstance(options, Mapping):
@@ -277,6 +288,13 @@ class SimConfig:
             raise ConfigurationError(
                 f"options['config'] must be a SimConfig, got {type(base).__name__}"
             )
+        for alias in SCHEMA_FAULTS:
+            if alias in values:
+                if f"fault_{alias}" in values:
+                    raise ConfigurationError(
+                        f"give {alias!r} or 'fault_{alias}' (the same option), not both"
+                    )
+                values[f"fault_{alias}"] = values.pop(alias)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -1,14 +1,15 @@
 """Schema violations a model really makes, for the ``invalid_output`` fault.
 
-Given a valid value and its schema, :func:`corrupt` makes one mistake of the
-kinds models make: a wrong type (``"42"`` for an integer, a number for a
-string), a missing required key, an enum value outside the set, or a string
-that breaks its ``pattern``. Mistakes are placed only where the schema is
-definite (not inside an ``anyOf``/``oneOf``/``not``/``if`` branch, where
-another branch could still accept the value), and the result is checked with
-``jsonschema-rs``: it is always invalid. When a schema leaves no such place
-(``{}`` accepts anything), :func:`corrupt` returns ``None`` and the caller
-answers with prose instead of JSON, which no schema accepts.
+Given a valid value and its schema, :func:`corrupt` makes one mistake (one per
+record in a many-record answer) of the kinds models make: a wrong type
+(``"42"`` for an integer, a number for a string), a missing required key, an
+enum value outside the set, or a string that breaks its ``pattern``. Mistakes
+are placed only where the schema is definite (not inside an ``anyOf``/``oneOf``/
+``not``/``if`` branch, where another branch could still accept the value), and
+the result is checked with ``jsonschema-rs``: it is always invalid. When a
+schema leaves no such place (``{}`` accepts anything), :func:`corrupt` returns
+``None`` and the caller answers with prose instead of JSON, which no schema
+accepts.
 """
 
 from __future__ import annotations
@@ -34,12 +35,24 @@ _UNDEFINITE = ("anyOf", "oneOf", "not", "if")
 
 
 def corrupt(value: Any, schema: Mapping[str, Any], rng: random.Random) -> Any | None:
-    """``value`` with one realistic violation of ``schema``, or ``None`` if none is sure."""
+    """``value`` with one realistic violation of ``schema``, or ``None`` if none is sure.
+
+    An answer holding several records (a JSON array, or an object wrapping one) gets
+    one mistake in every record, as a model that misreads the schema makes it in
+    each: so the share of invalid records is the injected rate whatever ``per_call``.
+    """
     sites: list[tuple[str, list[Any], Any]] = []
     _Walk(schema, rng, sites).node(value, schema, [], 0)
     if not sites:
         return None
     checker = _checker(json.dumps(schema, sort_keys=True))
+    every = _one_per_record(value, sites, rng)
+    if every is not None:
+        broken = copy.deepcopy(value)
+        for kind, path, replacement in every:
+            broken = _apply(broken, path, kind, replacement)
+        if not checker.is_valid(broken):
+            return broken
     order = list(range(len(sites)))
     rng.shuffle(order)
     for index in order[:8]:
@@ -48,6 +61,29 @@ def corrupt(value: Any, schema: Mapping[str, Any], rng: random.Random) -> Any | 
         if not checker.is_valid(broken):
             return broken
     return None
+
+
+def _one_per_record(value: Any, sites: list[Any], rng: random.Random) -> list[Any] | None:
+    """One site inside each record of a many-record answer, if every record has one."""
+    if isinstance(value, list):
+        depth, records = 1, len(value)
+    elif isinstance(value, dict) and len(value) == 1:
+        (inner,) = value.values()
+        if not isinstance(inner, list):
+            return None
+        depth, records = 2, len(inner)
+    else:
+        return None
+    if records < 2:
+        return None
+    by_record: dict[Any, list[Any]] = {}
+    for site in sites:
+        path = site[1]
+        if len(path) >= depth:
+            by_record.setdefault(path[depth - 1], []).append(site)
+    if len(by_record) != records:
+        return None
+    return [group[int(rng.random() * len(group))] for group in by_record.values()]
 
 
 @lru_cache(maxsize=128)

@@ -71,6 +71,10 @@ def test_kinds_and_flags_exist() -> None:
     config = config_from_args(args)
     assert config.fault_invalid_output == 0.3 and config.fault_truncated_output == 0.1
     assert SimConfig.from_mapping(config.to_mapping()) == config
+    aliased = SimConfig.from_mapping({"invalid_output": 0.3, "truncated_output": 0.1})
+    assert aliased == config and (aliased.invalid_output, aliased.truncated_output) == (0.3, 0.1)
+    with pytest.raises(ConfigurationError, match="not both"):
+        SimConfig.from_mapping({"invalid_output": 0.3, "fault_invalid_output": 0.3})
     with pytest.raises(ConfigurationError, match="fault_invalid_output"):
         SimConfig(fault_invalid_output=1.5)
     with pytest.raises(ConfigurationError, match="add up"):
@@ -203,14 +207,21 @@ def test_k_records_cut_keeps_the_complete_ones() -> None:
     assert partial > 50
 
 
-def test_k_records_one_invalid_element() -> None:
+@pytest.mark.parametrize("key", [None, "records"])
+def test_k_records_every_record_broken(key: str | None) -> None:
+    """One mistake in each record: the share of invalid records is the injected rate
+    whatever per_call is."""
     spec = SchemaSpec.of(RECORD)
-    schema = spec.array_schema(5)
-    simulator = Simulator(SimConfig(seed=6, fault_invalid_output=1.0))
-    for i in range(100):
-        verdicts = spec.parse_many(simulator.decide(_request(i, schema=schema)).text, 5)
-        bad = sum(not v.ok for v in verdicts)
-        assert bad >= 1 and (bad == 1 or bad == 5)  # one record broken, or the array itself
+    schema = spec.array_schema(5, key=key)
+    simulator = Simulator(SimConfig(seed=6, fault_invalid_output=0.3))
+    bad = 0
+    for i in range(400):
+        outcome = simulator.decide(_request(i, schema=schema))
+        verdicts = spec.parse_many(outcome.text, 5)
+        broken = sum(not v.ok for v in verdicts)
+        assert broken == (5 if outcome.injected else 0)
+        bad += broken
+    assert abs(bad / 2000 - 0.3) < 0.1
 
 
 # --- the in-process provider and both wires -----------------------------------------------
