@@ -46,7 +46,7 @@ def os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def add_generation_arguments(p: argparse.ArgumentParser) -> None:
+def add_generation_arguments(p: argparse.ArgumentParser, *, json_schema: bool = True) -> None:
     p.add_argument(
         "-m",
         "--model",
@@ -62,9 +62,10 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float)
     p.add_argument("--system", help="system prompt for every request")
     p.add_argument("--timeout", type=float, help="seconds per provider call")
-    p.add_argument(
-        "--json-schema", type=Path, metavar="FILE", help="ask for JSON matching this schema"
-    )
+    if json_schema:
+        p.add_argument(
+            "--json-schema", type=Path, metavar="FILE", help="ask for JSON matching this schema"
+        )
     p.add_argument(
         "--sim-latency",
         metavar="SPEC",

@@ -60,8 +60,9 @@ output problem; 130 on Ctrl-C (everything finished is written, in index order wi
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "generate",
-        help="generate completions for many prompts",
-        description="Generate one completion per input and write JSON Lines results.",
+        help="generate completions for many prompts, or a dataset (structured, timeseries, events)",
+        description="Generate one completion per input and write JSON Lines results. "
+        "Datasets: synth generate structured|timeseries|events (each has its --help).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -14,7 +14,16 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._exceptions import SynthError
-from . import _bench, _cache_cmd, _config_cmd, _doctor, _generate, _mock_server, _validate
+from . import (
+    _bench,
+    _cache_cmd,
+    _config_cmd,
+    _dataset,
+    _doctor,
+    _generate,
+    _mock_server,
+    _validate,
+)
 from ._args import OneLineParser
 from ._streams import say, silence_stdout
 
@@ -48,8 +57,18 @@ def _log_to_stderr() -> None:
         root.setLevel(logging.WARNING)
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``synth generate structured|timeseries|events ...`` goes to the dataset parser
+    of that kind (the first word after ``generate`` decides); anything else, prompt
+    mode included, to the main parser."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if len(words) >= 2 and words[0] == "generate" and words[1] in _dataset.KINDS:
+        return _dataset.build_parser(words[1]).parse_args(words[2:])
+    return build_parser().parse_args(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     _log_to_stderr()
     try:
         code: int = args.run(args)

@@ -111,6 +111,14 @@ class Output:
             self._size += sum(map(len, self._held))
         self._held = None
 
+    def write_now(self, data: bytes) -> None:
+        """Write whole lines now from the calling thread, for a producer that runs off
+        the event loop (a computed dataset); what was held or buffered goes first."""
+        self._commit()
+        if self._buffer:
+            data = self._take() + data
+        self._write_all(data)
+
     async def flush(self) -> None:
         """Write what is buffered from a worker thread (a write, once started, finishes)."""
         async with self._lock:  # the buffer is taken inside the lock: flushes stay in order
