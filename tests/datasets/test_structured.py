@@ -137,3 +137,54 @@ async def test_output_dedup_keeps_near_duplicates_rare() -> None:
     assert data.stats.near_duplicates >= 7
     assert all("near-duplicate" in f.reason for f in data.failures)
     assert data.stats.near_duplicate_rate == 0.0
+
+
+async def test_thirty_percent_invalid_answers_are_corrected_never_emitted() -> None:
+    """Injected invalid outputs at 30%: every emitted record is valid, and the number
+    of corrected records matches the injected rate."""
+    schema = builtin_schema("products")
+    async with Synth([sim(invalid_output=0.3, seed=21)], max_concurrency=16) as synth:
+        data = await synth.generate_structured(schema, count=1000, max_corrections=3, seed=2)
+    assert data.stats.valid == len(data) >= 995
+    assert all(not independent_errors(schema, r) for r in data.records)  # never invalid
+    # each slot's first answer is invalid with p = 0.3: corrected ~ Binomial(1000, 0.3)
+    assert 0.3 - 0.06 < data.stats.corrected / 1000 < 0.3 + 0.06  # +-4 sd
+    assert data.stats.valid + data.stats.failed == 1000
+
+
+async def test_answers_cut_at_max_tokens_are_never_valid() -> None:
+    schema = builtin_schema("users")
+    async with Synth([sim(truncated_output=1.0)]) as synth:
+        data = await synth.generate_structured(schema, count=10, max_corrections=1, max_restarts=1)
+    assert len(data) == 0 and data.stats.failed == 10
+    assert all("max_tokens" in f.reason or "cut" in f.reason for f in data.failures)
+
+
+async def test_a_schema_the_model_never_satisfies_ends_in_failures_not_records() -> None:
+    schema = builtin_schema("transactions")
+    async with Synth([sim(invalid_output=1.0)]) as synth:
+        data = await synth.generate_structured(
+            schema, count=20, per_call=5, max_corrections=2, max_restarts=1
+        )
+    assert len(data) == 0 and len(data.failures) == 20
+    assert {f.slot for f in data.failures} == set(range(20))
+    assert all(f.attempts == 6 and f.last_output for f in data.failures)  # 2 x (1 + 2)
+
+
+async def test_quality_targets_on_the_simulator() -> None:
+    """README's figures: >= 99.9% of emitted records valid by an independent validator
+    and <= 0.5% near-duplicates (Jaccard >= 0.8) with output dedup on, with 10% of the
+    answers invalid."""
+    schema = builtin_schema("users")
+    async with Synth([sim(invalid_output=0.1, seed=8)], max_concurrency=32) as synth:
+        data = await synth.generate_structured(
+            schema,
+            count=2000,
+            attributes={"persona": ["student", "retiree", "engineer", "artist"]},
+            dedup_outputs=0.8,
+            seed=4,
+        )
+    valid = sum(not independent_errors(schema, r) for r in data.records)
+    assert valid / len(data) >= 0.999
+    assert data.stats.near_duplicate_rate <= 0.005
+    assert len(data) >= 1990
