@@ -704,11 +704,20 @@ def _arrow_type(kind: _Kind, pa: Any) -> Any:
         return pa.date32()
     if name == "list":
         assert kind.item is not None
-        return pa.list_(_arrow_type(kind.item, pa))
+        # items nullable as Arrow lists usually are; the converter enforces the schema
+        return pa.list_(_arrow_field("item", kind.item.with_nullable(True), pa))
     assert name == "struct"
-    return pa.struct(
-        [pa.field(key, _arrow_type(k, pa), nullable=k.nullable) for key, k in kind.fields]
-    )
+    return pa.struct([_arrow_field(key, k, pa) for key, k in kind.fields])
+
+
+#: Field metadata naming how a string field is written (JSON text, or text), so
+#: appending to the file without a schema keeps encoding its values the same way.
+_KIND_KEY = b"agentic_synth.kind"
+
+
+def _arrow_field(name: str, kind: _Kind, pa: Any) -> Any:
+    meta = {_KIND_KEY: kind.name.encode()} if kind.name in ("json", "text") else None
+    return pa.field(name, _arrow_type(kind, pa), nullable=kind.nullable, metadata=meta)
 
 
 def arrow_schema(columns: Sequence[str], schema: Mapping[str, Any]) -> Any:
@@ -727,19 +736,18 @@ def arrow_schema(columns: Sequence[str], schema: Mapping[str, Any]) -> Any:
 
 def _to_arrow_schema(columns: Sequence[str], kinds: Sequence[_Kind], pa: Any) -> Any:
     return pa.schema(
-        [
-            pa.field(name, _arrow_type(kind, pa), nullable=kind.nullable)
-            for name, kind in zip(columns, kinds, strict=True)
-        ]
+        [_arrow_field(name, kind, pa) for name, kind in zip(columns, kinds, strict=True)]
     )
 
 
-def _kind_of_arrow(t: Any, nullable: bool, pa: Any) -> _Kind | None:
-    """The kind behind an Arrow type this module writes (None for any other type):
+def _kind_of_arrow(field: Any, pa: Any) -> _Kind | None:
+    """The kind behind an Arrow field this module writes (None for any other type):
     lets an appended Parquet file without a schema keep its own layout."""
     types = pa.types
+    t, nullable = field.type, field.nullable
     if types.is_string(t) or types.is_large_string(t):
-        return _Kind("string", nullable)
+        written = (field.metadata or {}).get(_KIND_KEY, b"string").decode()
+        return _Kind(written if written in ("json", "text") else "string", nullable)
     if types.is_int64(t):
         return _Kind("integer", nullable)
     if types.is_float64(t):
@@ -751,13 +759,13 @@ def _kind_of_arrow(t: Any, nullable: bool, pa: Any) -> _Kind | None:
     if types.is_date32(t):
         return _Kind("date", nullable)
     if types.is_list(t):
-        item = _kind_of_arrow(t.value_type, True, pa)
+        item = _kind_of_arrow(t.value_field, pa)
         return None if item is None else _Kind("list", nullable, item=item)
     if types.is_struct(t):
         fields = []
         for i in range(t.num_fields):
             f = t.field(i)
-            k = _kind_of_arrow(f.type, f.nullable, pa)
+            k = _kind_of_arrow(f, pa)
             if k is None:
                 return None
             fields.append((f.name, k))
@@ -880,7 +888,9 @@ def _nullable(conv: Callable[[Any], Any], nullable: bool, path: str) -> Callable
         if v is None:
             if nullable:
                 return None
-            raise _Mismatch("a value (not nullable)", v)
+            exc = _Mismatch("a value (not nullable)", v)
+            exc.where = path
+            raise exc
         try:
             return conv(v)
         except _Mismatch as exc:
@@ -946,20 +956,35 @@ def rows_to_table(
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while a row group or the footer is written, so Ctrl-C
-    cannot land between writing a group and forgetting it (the group would be
-    written twice at close) or in the middle of the footer. Delivered right after."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None or threading.current_thread() is not threading.main_thread():
-        # other threads never receive Python's KeyboardInterrupt
-        yield
+    """Hold Ctrl-C (and a SIGTERM turned into an exception) while a row group or the
+    footer is written, so it cannot land between writing a group and forgetting it
+    (the group would be written twice at close) or in the middle of the footer; it
+    is handled right after the block.
+
+    The Python-level handlers are swapped rather than the signals blocked: pyarrow
+    runs threads, and the kernel gives a process signal to any thread not blocking
+    it, whose handler call would still interrupt this one at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers in the main thread only
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = mask(signal.SIG_BLOCK, held)
+    pending: list[tuple[int, Any]] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        pending.append((signum, frame))
+
+    swapped: dict[int, Callable[[int, Any], Any]] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):  # SIG_DFL and SIG_IGN stay: nothing to hold in Python
+            signal.signal(sig, hold)
+            swapped[sig] = handler
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, old)
+        for number, handler in swapped.items():
+            signal.signal(number, handler)
+        for number, frame in pending:
+            swapped[number](number, frame)  # Ctrl-C: raises KeyboardInterrupt here
 
 
 class _ParquetSink(Sink):
@@ -1014,7 +1039,7 @@ class _ParquetSink(Sink):
                 f"the rows have {', '.join(self.columns)}"
             )
         if self._arrow is None:
-            kinds = [_kind_of_arrow(f.type, f.nullable, pa) for f in file_schema]
+            kinds = [_kind_of_arrow(f, pa) for f in file_schema]
             if any(k is None for k in kinds):
                 raise InvalidRequestError(
                     f"cannot append to {self.path}: it has column types this sink does not "
