@@ -374,8 +374,8 @@ class _CsvSink(_LineSink):
     empty cell, booleans are ``true``/``false``, lists and objects are JSON text."""
 
     def __init__(self, path: Path, columns: tuple[str, ...], append: bool) -> None:
-        self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, lineterminator="\n")
+        self._parts: list[str] = []  # what the csv writer produced since the last emit
+        self._writer = csv.writer(_Collector(self._parts), lineterminator="\n")
         self._known = frozenset(columns)
         super().__init__(path, columns, append)
 
@@ -384,16 +384,14 @@ class _CsvSink(_LineSink):
         self._emit(self._take())
 
     def _take(self) -> bytes:
-        text = self._buffer.getvalue()
-        self._buffer.seek(0)
-        self._buffer.truncate()
+        text = "".join(self._parts)
+        self._parts.clear()
         return text.encode()
 
     def _cells(self, row: Mapping[str, Any]) -> list[Any]:
         if not self._known.issuperset(row):
             self._dropped.update(k for k in row if k not in self._known)
-        get = row.get
-        return [_cell(get(name)) for name in self.columns]
+        return [v if type(v) in _AS_IS else _cell(v) for v in map(row.get, self.columns)]
 
     def _write(self, row: Mapping[str, Any]) -> None:
         self._writer.writerow(self._cells(row))
@@ -401,14 +399,16 @@ class _CsvSink(_LineSink):
         self.rows_written += 1
 
     def _write_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        count = 0
+        count = size = 0
+        parts = self._parts
         for row in rows:
             self._writer.writerow(self._cells(row))
             count += 1
-            if self._buffer.tell() >= self._CHUNK:
+            size += len(parts[-1])
+            if size >= self._CHUNK:
                 self._emit(self._take())
                 self.rows_written += count
-                count = 0
+                count = size = 0
         if count:
             self._emit(self._take())
             self.rows_written += count
@@ -442,6 +442,19 @@ class _CsvSink(_LineSink):
                 f"cannot append to {self.path}: its header is {','.join(header)!r}, "
                 f"the rows have {','.join(self.columns)!r}"
             )
+
+
+class _Collector:
+    """The csv writer's file: keeps each line it writes."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, parts: list[str]) -> None:
+        self.write = parts.append
+
+
+#: Values the csv module writes as they are (exact types: bool is not among them).
+_AS_IS = frozenset({str, int, float, type(None)})
 
 
 def _cell(value: Any) -> Any:
@@ -854,9 +867,7 @@ def _converter(kind: _Kind, path: str, dropped: set[str]) -> Callable[[Any], Any
 
     elif name == "list":
         assert kind.item is not None
-        item = _nullable(
-            _converter(kind.item, path + "[]", dropped), kind.item.nullable, path + "[]"
-        )
+        item = _checked(kind.item, path + "[]", dropped)
 
         def conv(v: Any) -> Any:
             if isinstance(v, list | tuple):
@@ -865,10 +876,7 @@ def _converter(kind: _Kind, path: str, dropped: set[str]) -> Callable[[Any], Any
 
     else:
         assert name == "struct"
-        subs = [
-            (key, _nullable(_converter(k, f"{path}.{key}", dropped), k.nullable, f"{path}.{key}"))
-            for key, k in kind.fields
-        ]
+        subs = [(key, _checked(k, f"{path}.{key}", dropped)) for key, k in kind.fields]
         known = frozenset(key for key, _ in kind.fields)
 
         def conv(v: Any) -> Any:
@@ -881,10 +889,25 @@ def _converter(kind: _Kind, path: str, dropped: set[str]) -> Callable[[Any], Any
     return conv
 
 
-def _nullable(conv: Callable[[Any], Any], nullable: bool, path: str) -> Callable[[Any], Any]:
-    """``conv`` with the null check; a mismatch found below learns its field path."""
+#: Per kind, the exact value types that go to Arrow unchanged (no call needed).
+_AS_ARROW_TAKES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "text": frozenset({str}),
+    "number": frozenset({float}),  # integers are range-checked by their converter
+    "boolean": frozenset({bool}),
+}
+
+
+def _checked(kind: _Kind, path: str, dropped: set[str]) -> Callable[[Any], Any]:
+    """The converter of ``kind`` with the null check and a fast path for values Arrow
+    takes as they are; a mismatch found below learns its field path."""
+    conv = _converter(kind, path, dropped)
+    fast = _AS_ARROW_TAKES.get(kind.name, frozenset())
+    nullable = kind.nullable
 
     def checked(v: Any) -> Any:
+        if type(v) in fast:
+            return v
         if v is None:
             if nullable:
                 return None
@@ -907,8 +930,7 @@ class _Columns:
         self.columns = columns
         self.kinds = list(kinds)
         self._convs = [
-            (name, _nullable(_converter(k, name, dropped), k.nullable, name))
-            for name, k in zip(columns, kinds, strict=True)
+            (name, _checked(k, name, dropped)) for name, k in zip(columns, kinds, strict=True)
         ]
 
     def row(self, row: Mapping[str, Any]) -> list[Any]:
