@@ -218,12 +218,30 @@ def _structured_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _mode_argument(p: argparse.ArgumentParser) -> None:
+def _mode_arguments(p: argparse.ArgumentParser, content: str) -> None:
     p.add_argument(
         "--mode",
         choices=("local", "llm"),
         default="local",
-        help="local (default): computed, no model, no key; llm: a model writes the content",
+        help=f"local (default): computed, no model, no key; llm: a model writes {content}",
+    )
+    llm = p.add_argument_group("--mode llm")
+    llm.add_argument(
+        "--content-schema",
+        metavar="FILE",
+        help=f"JSON Schema (an object) of what the model writes per record, instead of {content}",
+    )
+    llm.add_argument(
+        "--instructions",
+        metavar="TEXT",
+        help="the request to the model, instead of the built-in one (@FILE: read it)",
+    )
+    llm.add_argument("--per-call", type=int, metavar="K", help="records per request (10)")
+    llm.add_argument(
+        "--max-corrections", type=int, metavar="N", help="turns correcting an invalid answer (2)"
+    )
+    llm.add_argument(
+        "--max-restarts", type=int, metavar="N", help="fresh attempts after the corrections (1)"
     )
 
 
@@ -250,7 +268,12 @@ def _timeseries_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--noise", type=float, default=0.1, help="noise sd as a share of the metric's scale (0.1)"
     )
-    _mode_argument(p)
+    p.add_argument(
+        "--period",
+        metavar="DURATION",
+        help="the seasonal cycle (1d; 1w for daily data)",
+    )
+    _mode_arguments(p, "an annotation per point")
 
 
 def _events_arguments(p: argparse.ArgumentParser) -> None:
@@ -271,7 +294,13 @@ def _events_arguments(p: argparse.ArgumentParser) -> None:
         help="event times over the range (uniform)",
     )
     p.add_argument("--users", default="50", metavar="N|@FILE", help="user count or ids (50)")
-    _mode_argument(p)
+    p.add_argument(
+        "--user-distribution",
+        choices=("uniform", "zipf"),
+        default="uniform",
+        help="uniform (default), or zipf: a few users make most events",
+    )
+    _mode_arguments(p, "a description and metadata per event")
 
 
 # -- checks made before anything runs -------------------------------------------------
@@ -830,8 +859,13 @@ def _local_only(args: argparse.Namespace) -> None:
             ("--cache-mode", args.cache_mode),
             ("--sim-latency", args.sim_latency),
             ("--sim-seed", args.sim_seed),
+            ("--content-schema", args.content_schema),
+            ("--instructions", args.instructions),
+            ("--per-call", args.per_call),
+            ("--max-corrections", args.max_corrections),
+            ("--max-restarts", args.max_restarts),
         )
-        if value
+        if value is not None and value != []
     ]
     if given:
         raise ConfigurationError(
@@ -848,6 +882,7 @@ def _timeseries_job(args: argparse.Namespace) -> SequenceJob:
     start = None if args.start is None else to_utc(args.start, "--start")
     end = None if args.end is None else to_utc(args.end, "--end")
     interval = None if args.interval is None else parse_duration(args.interval, "--interval")
+    period = None if args.period is None else parse_duration(args.period, "--period")
     metrics = [_metric(m) for m in args.metric] or ["value"]
     options: dict[str, Any] = {
         "start": args.start,
@@ -857,19 +892,23 @@ def _timeseries_job(args: argparse.Namespace) -> SequenceJob:
         "trend": args.trend,
         "seasonality": args.seasonality,
         "noise": args.noise,
+        "period": args.period,
         "seed": args.seed,
     }
     checked = (args.count, start, end, interval, metrics, args.trend, args.seasonality, args.noise)
     try:
-        plan = plan_timeseries(*checked, seed=args.seed)
+        plan = plan_timeseries(*checked, period=period, seed=args.seed)
     except InvalidRequestError as exc:
         raise ConfigurationError(f"timeseries: {exc}") from None
     args.count = plan.count  # derived from --start/--end when not given
     names = [m if isinstance(m, str) else str(m["name"]) for m in metrics]
     return SequenceJob(
         "generate_timeseries",
-        {k: v for k, v in options.items() if v is not None},
-        lambda: iter_timeseries_local(*checked, seed=args.seed),
+        {
+            **{k: v for k, v in options.items() if v is not None},
+            **_llm_options(args, ["timestamp", *names]),
+        },
+        lambda: iter_timeseries_local(*checked, period=period, seed=args.seed),
         ["timestamp", *names],
         "points",
     )
@@ -902,12 +941,14 @@ def _events_job(args: argparse.Namespace) -> SequenceJob:
         "distribution": args.distribution,
         "time_range": (args.start, args.end),
         "users": users,
+        "user_distribution": args.user_distribution,
         "seed": args.seed,
     }
     checked: dict[str, Any] = {
         "distribution": args.distribution,
         "time_range": (start, end),
         "users": users,
+        "user_distribution": args.user_distribution,
         "seed": args.seed,
     }
     if event_types is not None:
@@ -916,13 +957,50 @@ def _events_job(args: argparse.Namespace) -> SequenceJob:
         plan_events(args.count, **checked)
     except InvalidRequestError as exc:
         raise ConfigurationError(f"events: {exc}") from None
+    sampled = ["event_id", "timestamp", "event_type", "user_id"]  # the model writes the rest
     return SequenceJob(
         "generate_events",
-        {k: v for k, v in options.items() if v is not None},
+        {**{k: v for k, v in options.items() if v is not None}, **_llm_options(args, sampled)},
         lambda: iter_events_local(args.count, **checked),
-        ["event_id", "timestamp", "event_type", "user_id", "metadata"],
+        [*sampled, "metadata"],
         "events",
     )
+
+
+def _llm_options(args: argparse.Namespace, sampled: list[str]) -> dict[str, Any]:
+    """The ``--mode llm`` flags as options, checked: a content schema must be a valid
+    object schema that leaves the computed fields (``sampled``) alone."""
+    if args.mode != "llm":
+        return {}
+    check_range("--per-call", args.per_call, low=1)
+    check_range("--max-corrections", args.max_corrections, low=0)
+    check_range("--max-restarts", args.max_restarts, low=0)
+    options: dict[str, Any] = {
+        "per_call": args.per_call,
+        "max_corrections": args.max_corrections,
+        "max_restarts": args.max_restarts,
+    }
+    if args.instructions is not None:
+        options["instructions"] = _text_arg("--instructions", args.instructions)
+    if args.content_schema is not None:
+        flag = f"--content-schema {args.content_schema}"
+        schema = load_schema("--content-schema", args.content_schema)
+        problems = schema_problems(schema)
+        if problems:
+            raise ConfigurationError(f"{flag} is not a valid schema: {problems[0]}")
+        properties = schema.get("properties")
+        if schema.get("type") != "object" or not isinstance(properties, dict) or not properties:
+            raise ConfigurationError(
+                f"{flag}: the content of a record is an object schema with properties"
+            )
+        clash = sorted(set(properties) & set(sampled))
+        if clash:
+            raise ConfigurationError(
+                f"{flag} defines {', '.join(clash)}, which are computed, not written by the "
+                "model; name the content fields otherwise"
+            )
+        options["content_schema"] = schema
+    return {k: v for k, v in options.items() if v is not None}
 
 
 #: Rows a local job hands to the sink (or stdout) at a time, and between progress calls.
@@ -960,7 +1038,8 @@ def _run_sequence(args: argparse.Namespace, job: SequenceJob) -> int:
         assert target.path is not None
         dataset = run_async(_sequence_file, synth, job.method, call, target.path, progress)
         stats = dataset.stats.to_dict()
-        return Account(stats, list(dataset.failures), int(stats.get("valid", 0)))
+        # every slot has its row: one whose content failed keeps its computed fields
+        return Account(stats, list(dataset.failures), int(stats.get("requested", 0)))
 
     def to_stdout(output: Output, progress: Progress, account: Account) -> None:
         run_async(_sequence_stdout, synth, job.method, call, output, progress, account)
@@ -1017,7 +1096,7 @@ async def _sequence_file(
 ) -> Any:
     async with synth:
         generate = getattr(synth, method)
-        return await generate(sink=path, progress=progress, **call)
+        return await generate(sink=path, keep_records=False, progress=progress, **call)
 
 
 async def _sequence_stdout(

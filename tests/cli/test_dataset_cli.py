@@ -425,3 +425,91 @@ def test_a_live_progress_line_on_a_terminal_only(tmp_path: Path) -> None:
     assert "300 of 300 records valid" in text
     piped = subprocess.run([*SYNTH, *args], cwd=tmp_path, capture_output=True, text=True)
     assert "\r" not in piped.stderr and "ETA" not in piped.stderr
+
+
+# -- --mode llm: the model writes the content on the computed skeleton ---------------
+
+
+def test_timeseries_llm_annotates_the_computed_points(synth: Runner, tmp_path: Path) -> None:
+    args = ["generate", "timeseries", "-n", "24", "--start", "2026-01-01", "--seed", "2", "-q"]
+    assert synth(*args, "-o", "local.jsonl").returncode == 0
+    proc = synth(*args, "--mode", "llm", "--per-call", "6", "-o", "llm.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    local, llm = read_rows(tmp_path / "local.jsonl"), read_rows(tmp_path / "llm.jsonl")
+    assert len(llm) == 24
+    assert [{k: r[k] for k in ("timestamp", "value")} for r in llm] == local
+    assert all(isinstance(r["annotation"], str) and r["annotation"] for r in llm)
+
+
+def test_events_llm_with_a_content_schema(synth: Runner, tmp_path: Path) -> None:
+    (tmp_path / "content.json").write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "summary": {"type": "string", "minLength": 3},
+                    "severity": {"type": "string", "enum": ["low", "high"]},
+                },
+                "required": ["summary", "severity"],
+            }
+        )
+    )
+    proc = synth(
+        "generate", "events", "-n", "15", "--start", "2026-01-01", "--end", "2026-01-02",
+        "--mode", "llm", "--content-schema", "content.json", "--user-distribution", "zipf",
+        "-o", "e.csv",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "e.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 15
+    assert {"event_id", "timestamp", "event_type", "user_id", "summary", "severity"} <= set(rows[0])
+    assert {r["severity"] for r in rows} <= {"low", "high"}
+    assert "15 of 15 records valid" in proc.stderr
+
+
+def test_llm_content_that_cannot_be_written_leaves_the_computed_row(
+    synth: Runner, tmp_path: Path
+) -> None:
+    proc = synth(
+        "generate", "events", "-n", "4", "--start", "2026-01-01", "--end", "2026-01-02",
+        "--mode", "llm", "--max-tokens", "3", "--max-corrections", "0", "--max-restarts", "0",
+        "--per-call", "1", "-o", "e.jsonl", "--failures", "f.jsonl",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(tmp_path / "e.jsonl")
+    assert len(rows) == 4 and all(r["event_id"] and r["timestamp"] for r in rows)
+    assert len(read_rows(tmp_path / "f.jsonl")) == 4
+    assert "0 of 4 records valid, 4 failed" in proc.stderr
+    assert "wrote 4 rows to e.jsonl" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([*SERIES, "--per-call", "5"], "--per-call applies to --mode llm"),
+        ([*EVENTS, "--content-schema", "c.json"], "--content-schema applies to --mode llm"),
+        ([*SERIES, "--mode", "llm", "--per-call", "0"], "--per-call must be >= 1, got 0"),
+        (
+            [*SERIES, "--mode", "llm", "--content-schema", "clash.json"],
+            "--content-schema clash.json defines timestamp, which are computed",
+        ),
+        (
+            [*EVENTS, "--mode", "llm", "--content-schema", "list.json"],
+            "--content-schema list.json holds a JSON array",
+        ),
+        ([*SERIES, "--period", "2h"], "timeseries: period 2:00:00 must span more than two"),
+    ],
+)
+def test_llm_mode_flags_are_checked_before_anything_runs(
+    synth: Runner, tmp_path: Path, args: list[str], expected: str
+) -> None:
+    (tmp_path / "c.json").write_text('{"type": "object", "properties": {"x": {}}}')
+    (tmp_path / "clash.json").write_text('{"type": "object", "properties": {"timestamp": {}}}')
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "out.jsonl").write_text(OLD)
+    proc = synth(*args[:2], "-o", "out.jsonl", *args[2:])
+    assert proc.returncode == 2, proc.stderr
+    line = one_line_error(proc.stderr)
+    assert expected in line, line
+    assert (tmp_path / "out.jsonl").read_text() == OLD
