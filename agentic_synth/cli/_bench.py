@@ -36,8 +36,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-p99", type=float, metavar="SECONDS")
     p.add_argument("--max-cpu-us", type=float, metavar="US", help="CPU microseconds per request")
     p.add_argument("--max-error-rate", type=float, metavar="FRACTION")
-    add_generation_arguments(p)
-    p.set_defaults(run=run, default_max_tokens=64)
+    add_generation_arguments(p, max_tokens=64)
+    p.set_defaults(run=run)
 
 
 async def run_bench(synth: Synth, requests: int, params: dict[str, Any]) -> dict[str, Any]:

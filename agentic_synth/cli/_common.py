@@ -18,7 +18,7 @@ from .._exceptions import ConfigurationError
 from .._synth import Synth
 from ..caching._cache import Cache
 from ._args import check_range
-from ._settings import add_config_arguments, resolve_settings
+from ._settings import DEFAULT_MAX_TOKENS, add_config_arguments, resolve_settings
 
 __all__ = [
     "add_cache_arguments",
@@ -46,7 +46,11 @@ def os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def add_generation_arguments(p: argparse.ArgumentParser, *, json_schema: bool = True) -> None:
+def add_generation_arguments(
+    p: argparse.ArgumentParser, *, json_schema: bool = True, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> None:
+    """The model and request flags; ``max_tokens`` is this command's built-in default
+    (used when neither the flag nor the config file sets one)."""
     p.add_argument(
         "-m",
         "--model",
@@ -58,7 +62,9 @@ def add_generation_arguments(p: argparse.ArgumentParser, *, json_schema: bool = 
         "$SYNTH_MODELS, else a provider with a key set, else the simulator",
     )
     p.add_argument("-c", "--concurrency", type=int, help="requests in flight (config, else 64)")
-    p.add_argument("--max-tokens", type=int, help="output tokens per request (config, else 256)")
+    p.add_argument(
+        "--max-tokens", type=int, help=f"output tokens per request (config, else {max_tokens})"
+    )
     p.add_argument("--temperature", type=float)
     p.add_argument("--system", help="system prompt for every request")
     p.add_argument("--timeout", type=float, help="seconds per provider call")
@@ -73,6 +79,7 @@ def add_generation_arguments(p: argparse.ArgumentParser, *, json_schema: bool = 
     )
     p.add_argument("--sim-seed", type=int, help="seed of sim: models")
     add_config_arguments(p)
+    p.set_defaults(default_max_tokens=max_tokens)
 
 
 def add_cache_arguments(p: argparse.ArgumentParser) -> None:

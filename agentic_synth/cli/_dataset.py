@@ -174,10 +174,8 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if any record could not be made")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     add_cache_arguments(p)
-    add_generation_arguments(p, json_schema=False)
-    p.set_defaults(
-        run=_RUNS[kind], kind=kind, default_max_tokens=_DEFAULT_MAX_TOKENS, json_schema=None
-    )
+    add_generation_arguments(p, json_schema=False, max_tokens=_DEFAULT_MAX_TOKENS)
+    p.set_defaults(run=_RUNS[kind], kind=kind, json_schema=None)
     return p
 
 
@@ -850,6 +848,7 @@ def _local_only(args: argparse.Namespace) -> None:
         flag
         for flag, value in (
             ("-m", args.models),
+            ("--config", args.config),
             ("--concurrency", args.concurrency),
             ("--temperature", args.temperature),
             ("--max-tokens", args.max_tokens),

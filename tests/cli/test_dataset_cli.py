@@ -82,7 +82,7 @@ def test_structured_attributes_are_columns_and_fill_the_instructions(
     assert {r["topic"] for r in rows} <= {"billing, refunds", "shipping: late"}
     assert {r["difficulty"] for r in rows} == {"easy", "hard"}
     assert {r["tone"] for r in rows} == {"dry", "warm"}
-    schema_columns = list(builtin_schema("products")["properties"])  # type: ignore[call-overload]
+    schema_columns = list(builtin_schema("products")["properties"])
     assert list(rows[0])[: len(schema_columns)] == schema_columns
 
 
