@@ -19,7 +19,12 @@ import pytest
 from pydantic import BaseModel
 
 from agentic_synth._exceptions import ConfigurationError, InvalidRequestError
-from agentic_synth.datasets._sinks import SUPPORTED_SUFFIXES, arrow_schema, open_sink
+from agentic_synth.datasets._sinks import (
+    SUPPORTED_SUFFIXES,
+    arrow_schema,
+    open_sink,
+    schema_columns,
+)
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -248,6 +253,23 @@ def test_schema_edge_cases_fall_back_to_json_text() -> None:
         "remote": (pa.string(), True),
         "only_null": (pa.string(), True),
     }
+
+
+def test_root_ref_and_allof_properties_are_columns() -> None:
+    schema = {
+        "$defs": {
+            "Base": {
+                "type": "object",
+                "properties": {"id": {"type": "integer"}},
+                "required": ["id"],
+            }
+        },
+        "allOf": [{"$ref": "#/$defs/Base"}, {"properties": {"name": {"type": "string"}}}],
+    }
+    assert schema_columns(schema) == ["id", "name"]
+    assert schema_columns({"$ref": "#/$defs/Base", "$defs": schema["$defs"]}) == ["id"]
+    got = [(f.name, f.type, f.nullable) for f in arrow_schema(["id", "name"], schema)]
+    assert got == [("id", pa.int64(), False), ("name", pa.string(), True)]
 
 
 def test_json_text_columns_hold_valid_json(tmp_path: Path) -> None:
