@@ -268,6 +268,7 @@ class _LineSink(Sink):
         self._created = not existed
         self._started = False
         self._keep = 0  # bytes of the existing file kept at the first row
+        self._lead = b""  # written after them (the newline a complete last row lacks)
         self._size = 0
         if append:
             try:
@@ -292,6 +293,8 @@ class _LineSink(Sink):
         self._started = True
         os.ftruncate(self._fd, self._keep)
         self._size = self._keep
+        if self._lead:
+            self._emit(self._lead)
         if self._keep == 0:
             self._begin()
 
@@ -337,12 +340,24 @@ class _JsonlSink(_LineSink):
     """One JSON object per line, each row written (and so flushed) as it arrives."""
 
     def _scan(self) -> tuple[int, int]:
-        end = rows = 0
+        """Rows end at newlines. Text after the last one is a row cut short, unless
+        it parses as JSON (a writer that leaves out the last newline): then it stays,
+        and the first new row starts on a line of its own."""
+        end = rows = size = 0
         for pos, chunk in self._read():
+            size = pos + len(chunk)
             i = chunk.rfind(b"\n")
             if i >= 0:
                 end = pos + i + 1
                 rows += chunk.count(b"\n")
+        tail = os.pread(self._fd, size - end, end) if size > end else b""
+        if tail.strip():
+            try:
+                json.loads(tail)
+            except ValueError:
+                return end, rows
+            self._lead = b"\n"
+            return size, rows + 1
         return end, rows
 
     def _write(self, row: Mapping[str, Any]) -> None:

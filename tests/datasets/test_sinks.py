@@ -573,6 +573,15 @@ def test_jsonl_append_keeps_rows_and_cuts_a_partial_line(tmp_path: Path) -> None
     assert read_jsonl(path) == [{"id": i} for i in range(4)]
 
 
+def test_jsonl_append_keeps_a_complete_last_row_without_its_newline(tmp_path: Path) -> None:
+    path = tmp_path / "no_newline.jsonl"
+    path.write_bytes(b'{"id": 0}\n{"id": 1}')
+    with open_sink(path, ["id"], append=True) as sink:
+        assert sink.rows_before == 2
+        sink.write({"id": 2})
+    assert read_jsonl(path) == [{"id": 0}, {"id": 1}, {"id": 2}]
+
+
 def test_csv_append_counts_rows_with_quoted_newlines_and_keeps_one_header(tmp_path: Path) -> None:
     path = tmp_path / "resume.csv"
     with open_sink(path, ["id", "name"]) as sink:
