@@ -183,6 +183,9 @@ def effective(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     """The effective configuration as plain data (keys masked)."""
     defaults = {name: getattr(settings, name) for name in _SHOWN_DEFAULTS}
     defaults["timeout"] = settings.timeout
+    cache = settings.cache
+    if cache is not None and "://" not in cache and cache != "memory":
+        defaults["cache"] = os.path.abspath(cache)  # the output may be saved anywhere
     return {
         "config_file": settings.config.name if settings.config is not None else None,
         "found_as": settings.config_found,
