@@ -361,29 +361,33 @@ class _JsonlSink(_LineSink):
         return end, rows
 
     def _write(self, row: Mapping[str, Any]) -> None:
-        self._emit((_dumps_line(_plain(row)) + "\n").encode())
+        self._emit(_line(row).encode())
         self.rows_written += 1
 
     def _write_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
         lines: list[str] = []
         size = 0
-        for row in rows:
-            line = _dumps_line(_plain(row)) + "\n"
-            lines.append(line)
-            size += len(line)
-            if size >= self._CHUNK:
+        try:
+            for row in rows:
+                line = _line(row)
+                lines.append(line)
+                size += len(line)
+                if size >= self._CHUNK:
+                    self._emit("".join(lines).encode())
+                    self.rows_written += len(lines)
+                    lines.clear()
+                    size = 0
+        finally:  # the rows before one that cannot be written still go out
+            if lines:
                 self._emit("".join(lines).encode())
                 self.rows_written += len(lines)
-                lines.clear()
-                size = 0
-        if lines:
-            self._emit("".join(lines).encode())
-            self.rows_written += len(lines)
 
 
-def _plain(row: Mapping[str, Any]) -> Any:
-    """A mapping the JSON encoder takes (it wants a dict)."""
-    return row if isinstance(row, dict) else dict(row)
+def _line(row: Mapping[str, Any]) -> str:
+    try:
+        return _dumps_line(row if isinstance(row, dict) else dict(row)) + "\n"
+    except (TypeError, ValueError) as exc:  # an unknown type, a cycle
+        raise InvalidRequestError(f"a row cannot be written as JSON: {exc}") from None
 
 
 class _CsvSink(_LineSink):
@@ -408,7 +412,10 @@ class _CsvSink(_LineSink):
     def _cells(self, row: Mapping[str, Any]) -> list[Any]:
         if not self._known.issuperset(row):
             self._dropped.update(k for k in row if k not in self._known)
-        return [v if type(v) in _AS_IS else _cell(v) for v in map(row.get, self.columns)]
+        try:
+            return [v if type(v) in _AS_IS else _cell(v) for v in map(row.get, self.columns)]
+        except (TypeError, ValueError) as exc:  # an unknown type, a cycle
+            raise InvalidRequestError(f"a row cannot be written as CSV: {exc}") from None
 
     def _write(self, row: Mapping[str, Any]) -> None:
         self._writer.writerow(self._cells(row))
@@ -418,17 +425,19 @@ class _CsvSink(_LineSink):
     def _write_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
         count = size = 0
         parts = self._parts
-        for row in rows:
-            self._writer.writerow(self._cells(row))
-            count += 1
-            size += len(parts[-1])
-            if size >= self._CHUNK:
+        try:
+            for row in rows:
+                self._writer.writerow(self._cells(row))
+                count += 1
+                size += len(parts[-1])
+                if size >= self._CHUNK:
+                    self._emit(self._take())
+                    self.rows_written += count
+                    count = size = 0
+        finally:  # the rows before one that cannot be written still go out
+            if count:
                 self._emit(self._take())
                 self.rows_written += count
-                count = size = 0
-        if count:
-            self._emit(self._take())
-            self.rows_written += count
 
     def _scan(self) -> tuple[int, int]:
         """Row ends are newlines outside quotes (a quoted cell may hold newlines;
@@ -490,6 +499,13 @@ def _cell(value: Any) -> Any:
 
 # ---------------------------------------------------------------------------------
 # Column layout: JSON Schema -> Arrow types and value converters
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError):
+        raise _Mismatch("a JSON value", value) from None
 
 
 class _Mismatch(Exception):
@@ -853,10 +869,10 @@ def _converter(kind: _Kind, path: str, dropped: set[str]) -> Callable[[Any], Any
     elif name == "text":
 
         def conv(v: Any) -> Any:
-            return v if isinstance(v, str) else _dumps(v)
+            return v if isinstance(v, str) else _json_text(v)
 
     elif name == "json":
-        conv = _dumps
+        conv = _json_text
     elif name == "integer":
 
         def conv(v: Any) -> Any:

@@ -44,6 +44,7 @@ SCHEMA: dict[str, Any] = {
     },
     "required": ["id", "name"],
 }
+FORMATS = [".jsonl", ".csv", ".parquet"]
 COLUMNS = ["id", "name", "score", "active", "joined", "tags", "address", "extra", "topic"]
 
 
@@ -383,6 +384,24 @@ def test_keys_outside_the_layout_are_reported(tmp_path: Path, suffix: str) -> No
     assert sink.dropped_keys == expected
 
 
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_value_with_no_json_form_is_refused_after_the_rows_before_it(
+    tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"o{suffix}"
+    with open_sink(path, ["id", "extra"], schema=SCHEMA) as sink:
+        with pytest.raises(InvalidRequestError, match=r"JSON|CSV"):
+            sink.write_many([{"id": 0}, {"id": 1, "extra": {"x": object()}}, {"id": 2}])
+        sink.write({"id": 3})
+    assert sink.rows_written == 2
+    if suffix == ".jsonl":
+        assert read_jsonl(path) == [{"id": 0}, {"id": 3}]
+    elif suffix == ".csv":
+        assert [r["id"] for r in read_csv(path)] == ["0", "3"]
+    else:
+        assert pq.read_table(path).column("id").to_pylist() == [0, 3]
+
+
 def test_write_after_close_fails_and_close_twice_is_harmless(tmp_path: Path) -> None:
     sink = open_sink(tmp_path / "a.jsonl", ["a"])
     sink.write({"a": 1})
@@ -460,7 +479,6 @@ def test_values_beyond_json(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- atomicity
 
-FORMATS = [".jsonl", ".csv", ".parquet"]
 OLD = {".jsonl": b'{"old": 1}\n', ".csv": b"old\n1\n"}
 
 
