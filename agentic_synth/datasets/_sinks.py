@@ -1153,17 +1153,19 @@ class _ParquetSink(Sink):
             self._rows = []
 
     def _start(self) -> None:
-        """Open the writer on the temporary file; carry an appended file's rows over."""
-        self._writer = self._pq.ParquetWriter(self._tmp, self._arrow)
-        existing = self._existing
-        if existing is not None:
-            for i in range(existing.num_row_groups):
-                group = existing.read_row_group(i)
-                self._writer.write_table(
-                    self._pa.Table.from_arrays(group.columns, schema=self._arrow)
-                )
-            existing.close()
-            self._existing = None
+        """Open the writer on the temporary file; carry an appended file's rows over,
+        with Ctrl-C held until they all are (a half copy must never replace the file)."""
+        with _signals_held():
+            self._writer = self._pq.ParquetWriter(self._tmp, self._arrow)
+            existing = self._existing
+            if existing is not None:
+                for i in range(existing.num_row_groups):  # one group in memory at a time
+                    group = existing.read_row_group(i)
+                    self._writer.write_table(
+                        self._pa.Table.from_arrays(group.columns, schema=self._arrow)
+                    )
+                existing.close()
+                self._existing = None
 
     def _close(self, complete: bool) -> None:
         with _signals_held():

@@ -114,17 +114,18 @@ async def test_cancellation_reaching_the_with_block_closes_the_file(tmp_path: Pa
 def test_ctrl_c_while_a_row_group_is_written_writes_it_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C lands while pyarrow writes a row group (where a flush spends its time):
-    it is held until the buffer is emptied, so closing does not write the group again."""
+    """Ctrl-C lands just as pyarrow has written a row group (a flush spends its time
+    there): it is held until the buffer is emptied, so closing does not write the
+    group again. (Without the hold this test fails with the group twice.)"""
     real = pq.ParquetWriter
     sent: list[int] = []
 
     class InterruptedWriter(real):  # type: ignore[misc, valid-type]
         def write_table(self, table: Any, *args: Any, **kwargs: Any) -> None:
-            if not sent:
+            super().write_table(table, *args, **kwargs)
+            if not sent:  # the group is written: the worst moment for Ctrl-C
                 sent.append(table.num_rows)
                 os.kill(os.getpid(), signal.SIGINT)
-            super().write_table(table, *args, **kwargs)
 
     monkeypatch.setattr(pq, "ParquetWriter", InterruptedWriter)
     path = tmp_path / "once.parquet"
@@ -143,3 +144,29 @@ def test_signals_are_held_and_delivered_after_the_block() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             reached = True
     assert reached
+
+
+def test_ctrl_c_while_an_appended_file_is_copied_keeps_every_old_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appending to Parquet copies the old row groups first; Ctrl-C during the copy
+    must not let a half copy replace the old file."""
+    path = tmp_path / "resume.parquet"
+    with open_sink(path, ["id"], row_group_size=4) as sink:
+        sink.write_many({"id": i} for i in range(12))  # 3 row groups
+    real = pq.ParquetFile.read_row_group
+    sent: list[int] = []
+
+    def interrupted(self: Any, i: int, *args: Any, **kwargs: Any) -> Any:
+        if not sent:
+            sent.append(i)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with open_sink(path, ["id"], append=True, row_group_size=1) as sink:
+            for i in range(12, 100):
+                sink.write({"id": i})
+    assert sent == [0]
+    assert pq.read_table(path).column("id").to_pylist() == list(range(13))
