@@ -53,7 +53,7 @@ from ._types import (
 )
 from .caching._build import open_cache
 from .caching._cache import Cache, CacheControl, ResponseCache, check_control
-from .datasets._generate import Engine, generate_structured, iter_structured
+from .datasets._generate import Engine, StructuredStream, generate_structured, iter_structured
 from .datasets._series import events_dataset, timeseries_dataset
 from .monitor import Metrics, MetricsSnapshot
 from .providers import Provider, create_provider, validate_spec
@@ -62,7 +62,6 @@ from .routing._strategy import make_strategy
 
 if TYPE_CHECKING:
     from .datasets._dataset import Dataset
-    from .datasets._structured import SlotResult
 
 __all__ = ["BatchStream", "CompletionStream", "Synth"]
 
@@ -333,7 +332,7 @@ class Synth:
             spec = specs.get(completion.model)
             return 0.0 if spec is None else usage_cost(completion.usage, spec)
 
-        return Engine(call, self._params_for, price, self.max_concurrency)
+        return Engine(call, self._params_for, price, self.max_concurrency, self._tg)
 
     async def generate_structured(self, schema: Any, *, count: int, **options: Any) -> Dataset:
         """``count`` records valid against ``schema`` (a JSON Schema dict or a pydantic
@@ -350,11 +349,11 @@ class Synth:
         """
         return await generate_structured(self._engine(), schema, count=count, **options)
 
-    def iter_structured(
-        self, schema: Any, *, count: int, **options: Any
-    ) -> AsyncIterator[SlotResult]:
+    def iter_structured(self, schema: Any, *, count: int, **options: Any) -> StructuredStream:
         """:meth:`generate_structured` as a stream of slot results, in slot order, as
-        they are validated (``result.record``, or ``result.failure``)."""
+        they are validated (``result.record``, or ``result.failure``); its ``stats``
+        is the job's account once the stream is exhausted. Stopping early cancels the
+        job's outstanding requests."""
         return iter_structured(self._engine(), schema, count=count, **options)
 
     async def generate_timeseries(self, count: int | None = None, **options: Any) -> Dataset:

@@ -530,7 +530,8 @@ class Account:
 def _summary(account: Account, progress: Progress, target: Target, synth: Synth | None) -> None:
     s = account.stats
     elapsed = progress.elapsed
-    valid = int(s.get("valid", 0))
+    corrected = int(s.get("corrected", 0))
+    valid = int(s.get("valid", 0)) + corrected  # first-answer valid + corrected: rows kept
     rate = valid / max(elapsed, 1e-9)
     if account.computed is not None:
         say(f"{valid:,} {account.computed} computed in {elapsed:.2f}s ({rate:,.0f}/s)")
@@ -538,8 +539,8 @@ def _summary(account: Account, progress: Progress, target: Target, synth: Synth 
             say(f"wrote {account.rows:,} rows to {target.path}")
         return
     line = f"{valid:,} of {int(s.get('requested', 0)):,} records valid"
-    if s.get("corrected"):
-        line += f" ({int(s['corrected']):,} after corrections)"
+    if corrected:
+        line += f" ({corrected:,} after corrections)"
     line += f", {int(s.get('failed', 0)):,} failed in {elapsed:.1f}s ({rate:,.0f}/s)"
     say(line)
     if "retries" in s:
@@ -758,7 +759,8 @@ def run_structured(args: argparse.Namespace) -> int:
     def to_file(progress: Progress) -> Account:
         assert target.path is not None
         dataset = run_async(_structured_file, synth, schema, options, target.path, progress)
-        return Account(dataset.stats.to_dict(), list(dataset.failures), dataset.stats.valid)
+        stats = dataset.stats
+        return Account(stats.to_dict(), list(dataset.failures), stats.valid + stats.corrected)
 
     def to_stdout(output: Output, progress: Progress, account: Account) -> None:
         run_async(_structured_stdout, synth, schema, options, output, progress, account)
@@ -794,20 +796,22 @@ async def _structured_stdout(
 ) -> None:
     from ..datasets._structured import row_of
 
-    corrected = 0
+    streams: list[Any] = []
+
+    def results() -> Any:
+        stream = synth.iter_structured(schema, **options)
+        streams.append(stream)
+        return stream
 
     def convert(result: Any) -> tuple[Mapping[str, Any] | None, Any]:
-        nonlocal corrected
-        corrected += result.corrected
         return (row_of(result) if result.record is not None else None), result.failure
 
     async with synth:
         try:
-            await _stream_rows(
-                lambda: synth.iter_structured(schema, **options), convert, output, progress, account
-            )
+            await _stream_rows(results, convert, output, progress, account)
         finally:
-            account.stats["corrected"] = corrected
+            if streams:  # the job's own account: valid/corrected, retries, diversity
+                account.stats = streams[0].stats.to_dict()
 
 
 # -- time series and events ----------------------------------------------------------

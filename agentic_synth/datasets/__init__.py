@@ -16,6 +16,8 @@ __all__ = [
     "DatasetStats",
     "SchemaSpec",
     "SlotFailure",
+    "SlotResult",
+    "StructuredStream",
     "builtin_schema",
     "open_sink",
 ]
@@ -24,6 +26,8 @@ _LAZY = {
     "Dataset": "._dataset",
     "DatasetStats": "._dataset",
     "SlotFailure": "._dataset",
+    "SlotResult": "._structured",
+    "StructuredStream": "._generate",
     "SchemaSpec": "._schema",
     "open_sink": "._sinks",
 }

@@ -6,18 +6,22 @@ function that sends one request, cached under a sample number) to the jobs here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
+import anyio
+import anyio.abc
+
+from .._exceptions import SynthError
 from .._request import GenerationParams
 from .._types import Completion, Request, Result
 
 if TYPE_CHECKING:
-    from ._dataset import Dataset
-    from ._structured import SlotResult
+    from ._dataset import Dataset, DatasetStats
+    from ._structured import SlotResult, StructuredJob
 
-__all__ = ["Engine", "generate_structured", "iter_structured"]
+__all__ = ["Engine", "StructuredStream", "generate_structured", "iter_structured"]
 
 
 class Engine:
@@ -29,11 +33,15 @@ class Engine:
         params: Callable[[Mapping[str, Any]], GenerationParams],
         price: Callable[[Completion], float],
         concurrency: int,
+        tg: anyio.abc.TaskGroup | None = None,
     ) -> None:
         self.call = call
         self.params = params
         self.price = price
         self.concurrency = concurrency
+        #: The open Synth's task group: a stream's producer runs there, so the
+        #: consumer may stop reading at any point without unwinding a task group.
+        self.tg = tg
 
 
 #: Generation parameters that may be given as distributions (sampled per request).
@@ -117,7 +125,7 @@ async def generate_structured(
     columns = [*job.spec.columns, *(a for a in job.attribute_names if a not in job.spec.columns)]
     out = None if sink is None else open_sink(sink, columns, schema=job.spec.json_schema)
     try:
-        records, rows, failures, seconds = await run_job(
+        records, rows, failures, _ = await run_job(
             job, sink=out, keep_records=keep_records, progress=progress
         )
     finally:
@@ -127,14 +135,14 @@ async def generate_structured(
         records,
         columns,
         failures,
-        _stats(job, seconds),
+        _stats(job),
         model=job.spec.model,
         rows=rows if keep_records else None,
         schema=job.spec.json_schema,
     )
 
 
-async def iter_structured(
+def iter_structured(
     engine: Engine,
     schema: Any,
     *,
@@ -147,9 +155,7 @@ async def iter_structured(
     dedup_outputs: float | None = None,
     seed: int = 0,
     **params: Any,
-) -> AsyncIterator[SlotResult]:
-    from ._structured import stream_job
-
+) -> StructuredStream:
     job = _job(
         engine,
         schema,
@@ -163,11 +169,109 @@ async def iter_structured(
         seed=seed,
         params=params,
     )
-    async for result in stream_job(job, buffer=max(1, engine.concurrency)):
-        yield result
+    if engine.tg is None:
+        raise SynthError(
+            "iter_structured() needs an open Synth: use it inside `async with Synth(...)`"
+        )
+    return StructuredStream(engine.tg, job, buffer=max(1, engine.concurrency))
 
 
-def _stats(job: Any, seconds: float) -> Any:
+_DONE: Any = object()
+#: How long aclose() waits for the cancelled job to unwind.
+_STOP_WAIT = 5.0
+
+
+class StructuredStream:
+    """Slot results of :meth:`Synth.iter_structured`, in slot order, as validated.
+
+    The job runs as a task of the open Synth, ahead of the reader by at most
+    ``buffer`` results (backpressure). Stopping early (``break``, ``aclose()``,
+    leaving ``async with``) cancels the job's outstanding requests; ``stats`` is
+    the account of what ran, final once the stream is exhausted.
+    """
+
+    def __init__(self, tg: anyio.abc.TaskGroup, job: StructuredJob, buffer: int) -> None:
+        send, receive = anyio.create_memory_object_stream[Any](max_buffer_size=buffer)
+        self._receive = receive
+        self._job = job
+        self._scope = anyio.CancelScope()
+        self._failure: BaseException | None = None
+        self._finished = False
+        self._stopped = anyio.Event()
+        tg.start_soon(self._produce, send)
+
+    async def _produce(self, send: Any) -> None:
+        with self._scope:
+            try:
+                await self._run(send)
+            finally:
+                self._stopped.set()
+
+    async def _run(self, send: Any) -> None:
+        from ._structured import run_job
+
+        async with send:
+            try:
+                await run_job(
+                    self._job, sink=None, keep_records=False, progress=None, on_result=send.send
+                )
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the reader closed the stream
+            except Exception as exc:  # handed to the reader, not to Synth's task group
+                self._failure = exc
+                return
+            await send.send(_DONE)
+
+    @property
+    def columns(self) -> list[str]:
+        """The row layout: the record's fields, then attribute columns."""
+        job = self._job
+        return [*job.spec.columns, *(a for a in job.attribute_names if a not in job.spec.columns)]
+
+    @property
+    def stats(self) -> DatasetStats:
+        return _stats(self._job)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SlotResult:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            item = await self._receive.receive()
+        except anyio.EndOfStream:
+            self._finished = True
+            if self._failure is not None:
+                raise self._failure from None
+            raise SynthError(
+                "the structured job stopped early: its Synth was closed; read "
+                "iter_structured() results inside `async with Synth(...)`"
+            ) from None
+        except anyio.ClosedResourceError:
+            raise StopAsyncIteration from None  # closed by our own aclose()
+        if item is _DONE:
+            self._finished = True
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Stop the job: its outstanding requests are cancelled, and have stopped when
+        this returns (a shielded wait, bounded in case the job is wedged)."""
+        self._finished = True
+        self._receive.close()
+        self._scope.cancel()
+        with anyio.move_on_after(_STOP_WAIT, shield=True):
+            await self._stopped.wait()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _stats(job: StructuredJob) -> DatasetStats:
     from ._dataset import DatasetStats
     from ._diversity import distinct_n, near_duplicate_rate
 

@@ -23,9 +23,9 @@ from ._dataset import Dataset, DatasetStats
 
 if TYPE_CHECKING:
     from ._generate import Engine
-    from ._timeseries import Trend
     from ._skeleton import Skeleton
     from ._structured import SlotResult
+    from ._timeseries import Trend
 
 __all__ = ["events_dataset", "timeseries_dataset"]
 
@@ -132,7 +132,7 @@ async def _with_model(
         merged.append(row)
 
     try:
-        _, _, failures, seconds = await run_job(
+        _, _, failures, _ = await run_job(
             job, sink=None, keep_records=False, progress=progress, on_result=on_result
         )
     finally:
@@ -145,7 +145,7 @@ async def _with_model(
         merged if keep_records else [],
         columns,
         failures,
-        _stats(job, seconds),
+        _stats(job),
     )
 
 

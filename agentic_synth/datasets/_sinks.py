@@ -52,6 +52,7 @@ __all__ = [
     "Sink",
     "arrow_schema",
     "open_sink",
+    "rows_to_table",
     "schema_columns",
 ]
 

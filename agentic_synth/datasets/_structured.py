@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -338,8 +338,10 @@ class StructuredJob:
         for i, slot in enumerate(slots):
             if i < len(got):
                 record, corrected = got[i]
-                counts.valid += 1
-                counts.corrected += corrected
+                if corrected:
+                    counts.corrected += 1
+                else:
+                    counts.valid += 1
                 counts.texts.append(_text(record))
                 await emit(SlotResult(slot, record, dict(attributes), corrected))
             else:
@@ -410,7 +412,7 @@ async def run_job(
             await on_result(result)
         if progress is not None:
             counts = job.counts
-            progress(counts.valid, counts.failed, job.count)
+            progress(counts.valid + counts.corrected, counts.failed, job.count)
 
     async def process(index: int, group: int) -> None:
         await job.run_group(group, emit)
@@ -420,19 +422,3 @@ async def run_job(
     workers = max(1, min(job.groups, job._concurrency * 4))
     await run_workers(feed, process, lambda index, _: None, concurrency=workers)
     return records, rows, failures, time.monotonic() - started
-
-
-async def stream_job(job: StructuredJob, buffer: int) -> AsyncIterator[SlotResult]:
-    """The job's slot results in slot order, as they are handed on (backpressure: a
-    consumer that stops reading holds the job after ``buffer`` results)."""
-    send, receive = anyio.create_memory_object_stream[SlotResult](max_buffer_size=buffer)
-
-    async def produce() -> None:
-        async with send:
-            await run_job(job, sink=None, keep_records=False, progress=None, on_result=send.send)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(produce)
-        async with receive:
-            async for result in receive:
-                yield result

@@ -9,11 +9,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import anyio
 import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
-from agentic_synth import InvalidRequestError, ModelSpec, Synth
+from agentic_synth import ConfigurationError, InvalidRequestError, ModelSpec, Synth, SynthError
 from agentic_synth.datasets import builtin_schema
 
 CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -96,6 +97,50 @@ async def test_stream_yields_every_slot_in_order() -> None:
     assert slots == list(range(50))
 
 
+async def test_stream_stopped_early_cancels_the_job_and_leaves_synth_usable() -> None:
+    """A consumer that breaks out after a few records: the job stops (no request runs
+    on), nothing leaks into the Synth's task group, and the Synth goes on working."""
+    schema = builtin_schema("users")
+    async with Synth([sim()], max_concurrency=4) as synth:
+        taken = []
+        async with synth.iter_structured(schema, count=5000) as stream:
+            async for result in stream:
+                taken.append(result.slot)
+                if len(taken) == 3:
+                    break
+        started = synth.metrics().requests
+        await anyio.sleep(0.05)
+        assert synth.metrics().requests == started < 200  # stopped, not 5000 requests
+        # a bare break (no aclose) holds the job on backpressure; the Synth still closes
+        async for _ in synth.iter_structured(schema, count=5000):
+            break
+        after = await synth.generate_structured(schema, count=5)
+    assert taken == [0, 1, 2] and len(after) == 5
+
+
+async def test_stream_stats_match_the_dataset_account() -> None:
+    schema = builtin_schema("products")
+    options: dict[str, Any] = {"count": 200, "seed": 4, "max_corrections": 3}
+    async with Synth([sim(invalid_output=0.3, seed=3)], max_concurrency=8) as synth:
+        stream = synth.iter_structured(schema, **options)
+        results = [r async for r in stream]
+        stats = stream.stats
+    kept = [r for r in results if r.record is not None]
+    assert stats.valid + stats.corrected == len(kept)
+    assert stats.corrected == sum(r.corrected for r in kept) > 0
+    assert stats.valid + stats.corrected + stats.failed == 200 == len(results)
+    assert stream.columns == list(schema["properties"])
+
+
+async def test_stream_raises_a_job_stopping_error_and_needs_an_open_synth() -> None:
+    async with Synth([sim(unauthorized=True)]) as synth:
+        with pytest.raises(ConfigurationError):
+            async for _ in synth.iter_structured(builtin_schema("users"), count=20):
+                pass
+    with pytest.raises(SynthError, match="async with Synth"):
+        synth.iter_structured(builtin_schema("users"), count=1)
+
+
 async def test_same_seed_and_cache_give_a_byte_identical_file(tmp_path: Path) -> None:
     db = tmp_path / "cache.db"
     files = []
@@ -145,11 +190,13 @@ async def test_thirty_percent_invalid_answers_are_corrected_never_emitted() -> N
     schema = builtin_schema("products")
     async with Synth([sim(invalid_output=0.3, seed=21)], max_concurrency=16) as synth:
         data = await synth.generate_structured(schema, count=1000, max_corrections=3, seed=2)
-    assert data.stats.valid == len(data) >= 995
+    stats = data.stats
+    assert stats.valid + stats.corrected == len(data) >= 995
     assert all(not independent_errors(schema, r) for r in data.records)  # never invalid
     # each slot's first answer is invalid with p = 0.3: corrected ~ Binomial(1000, 0.3)
-    assert 0.3 - 0.06 < data.stats.corrected / 1000 < 0.3 + 0.06  # +-4 sd
-    assert data.stats.valid + data.stats.failed == 1000
+    assert 0.3 - 0.06 < stats.corrected / 1000 < 0.3 + 0.06  # +-4 sd
+    # every slot is exactly one of valid (first answer), corrected, failed
+    assert stats.valid + stats.corrected + stats.failed == 1000
 
 
 async def test_answers_cut_at_max_tokens_are_never_valid() -> None:
