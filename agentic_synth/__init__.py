@@ -21,7 +21,15 @@ from ._exceptions import (
     UnreachableError,
 )
 from ._spec import ModelSpec, ResponseLimits
-from ._sync import generate, generate_batch, generate_structured, run
+from ._sync import (
+    generate,
+    generate_batch,
+    generate_events,
+    generate_structured,
+    generate_timeseries,
+    iter_structured,
+    run,
+)
 from ._synth import BatchStream, CompletionStream, Synth
 from ._types import (
     Completion,
@@ -80,7 +88,10 @@ __all__ = [
     "__version__",
     "generate",
     "generate_batch",
+    "generate_events",
     "generate_structured",
+    "generate_timeseries",
+    "iter_structured",
     "run",
 ]
 

@@ -8,10 +8,11 @@ failing with "event loop is already running".
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.from_thread
 import sniffio
 
 from ._request import Prompt
@@ -21,8 +22,17 @@ from ._types import Completion, Result
 
 if TYPE_CHECKING:
     from .datasets._dataset import Dataset
+    from .datasets._structured import SlotResult
 
-__all__ = ["generate", "generate_batch", "generate_structured", "run"]
+__all__ = [
+    "generate",
+    "generate_batch",
+    "generate_events",
+    "generate_structured",
+    "generate_timeseries",
+    "iter_structured",
+    "run",
+]
 
 T = TypeVar("T")
 
@@ -99,5 +109,77 @@ def generate_structured(
     async def main() -> Dataset:
         async with Synth(models, max_concurrency=max_concurrency, cache=cache) as synth:
             return await synth.generate_structured(schema, count=count, **options)
+
+    return run(main)
+
+
+def iter_structured(
+    schema: Any,
+    *,
+    count: int,
+    models: Sequence[str | ModelSpec] | str | None = None,
+    max_concurrency: int = 64,
+    cache: Any = None,
+    **options: Any,
+) -> Iterator[SlotResult]:
+    """:meth:`Synth.iter_structured`, synchronously: slot results in slot order as
+    they are validated. The job runs on an event loop in a worker thread; leaving
+    the loop early (``break``) or closing the iterator cancels its outstanding
+    requests and closes the Synth."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        synth = Synth(models, max_concurrency=max_concurrency, cache=cache)
+        with portal.wrap_async_context_manager(synth):
+            stream = portal.call(lambda: synth.iter_structured(schema, count=count, **options))
+            try:
+                while True:
+                    item = portal.call(_next_or_done, stream)
+                    if item is _DONE:
+                        return
+                    yield item
+            finally:
+                portal.call(stream.aclose)
+
+
+_DONE: Any = object()
+
+
+async def _next_or_done(stream: Any) -> Any:
+    # StopAsyncIteration must not cross the portal's future: it is turned into a value.
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return _DONE
+
+
+def generate_timeseries(
+    count: int | None = None,
+    *,
+    models: Sequence[str | ModelSpec] | str | None = None,
+    max_concurrency: int = 64,
+    cache: Any = None,
+    **options: Any,
+) -> Dataset:
+    """:meth:`Synth.generate_timeseries`, synchronously (options as there)."""
+
+    async def main() -> Dataset:
+        async with Synth(models, max_concurrency=max_concurrency, cache=cache) as synth:
+            return await synth.generate_timeseries(count, **options)
+
+    return run(main)
+
+
+def generate_events(
+    count: int = 100,
+    *,
+    models: Sequence[str | ModelSpec] | str | None = None,
+    max_concurrency: int = 64,
+    cache: Any = None,
+    **options: Any,
+) -> Dataset:
+    """:meth:`Synth.generate_events`, synchronously (options as there)."""
+
+    async def main() -> Dataset:
+        async with Synth(models, max_concurrency=max_concurrency, cache=cache) as synth:
+            return await synth.generate_events(count, **options)
 
     return run(main)
