@@ -74,6 +74,8 @@ class AttributeSampler:
         return [name for name, _, _ in self._choices]
 
     def sample(self, slot: int) -> dict[str, Any]:
+        if not self._choices:
+            return {}  # no generator to seed (a fresh dict: callers may add to it)
         rng = _rng(self._seed, slot, "attributes")
         out: dict[str, Any] = {}
         for name, values, weights in self._choices:

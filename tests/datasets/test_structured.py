@@ -199,6 +199,23 @@ async def test_thirty_percent_invalid_answers_are_corrected_never_emitted() -> N
     assert stats.valid + stats.corrected + stats.failed == 1000
 
 
+async def test_a_slot_rescued_by_a_restart_counts_as_corrected() -> None:
+    """No correction turns, one restart: a slot whose first answer was invalid and
+    whose restart's answer is valid is corrected, not valid at the first answer."""
+    schema = builtin_schema("products")
+    async with Synth([sim(invalid_output=0.3, seed=21)], max_concurrency=16) as synth:
+        data = await synth.generate_structured(
+            schema, count=1000, max_corrections=0, max_restarts=1, seed=2
+        )
+    stats = data.stats
+    # first answer invalid (p = 0.3), restart valid (p = 0.7): corrected ~ B(1000, 0.21);
+    # both invalid: failed ~ B(1000, 0.09)
+    assert 0.21 - 0.06 < stats.corrected / 1000 < 0.21 + 0.06
+    assert 0.09 - 0.04 < stats.failed / 1000 < 0.09 + 0.04
+    assert stats.restarts == stats.corrected + stats.failed
+    assert stats.valid + stats.corrected + stats.failed == 1000
+
+
 async def test_answers_cut_at_max_tokens_are_never_valid() -> None:
     schema = builtin_schema("users")
     async with Synth([sim(truncated_output=1.0)]) as synth:
