@@ -63,6 +63,20 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
     return box["value"]  # type: ignore[no-any-return]
 
 
+def _in_synth(
+    work: Callable[[Synth], Awaitable[T]],
+    models: Sequence[str | ModelSpec] | str | None,
+    **options: Any,
+) -> T:
+    """``work(synth)`` inside a Synth opened for it (``options`` as Synth takes them)."""
+
+    async def main() -> T:
+        async with Synth(models, **options) as synth:
+            return await work(synth)
+
+    return run(main)
+
+
 def generate(
     prompt: Prompt,
     *,
@@ -71,11 +85,7 @@ def generate(
 ) -> Completion:
     """One completion, synchronously."""
 
-    async def main() -> Completion:
-        async with Synth(models) as synth:
-            return await synth.generate(prompt, **params)
-
-    return run(main)
+    return _in_synth(lambda synth: synth.generate(prompt, **params), models)
 
 
 def generate_batch(
@@ -88,11 +98,11 @@ def generate_batch(
 ) -> list[Result]:
     """A whole batch, synchronously: one Completion or Failure per input."""
 
-    async def main() -> list[Result]:
-        async with Synth(models, max_concurrency=max_concurrency) as synth:
-            return await synth.generate_batch(inputs, raise_on_error=raise_on_error, **params)
-
-    return run(main)
+    return _in_synth(
+        lambda synth: synth.generate_batch(inputs, raise_on_error=raise_on_error, **params),
+        models,
+        max_concurrency=max_concurrency,
+    )
 
 
 def generate_structured(
@@ -106,11 +116,12 @@ def generate_structured(
 ) -> Dataset:
     """:meth:`Synth.generate_structured`, synchronously (options as there)."""
 
-    async def main() -> Dataset:
-        async with Synth(models, max_concurrency=max_concurrency, cache=cache) as synth:
-            return await synth.generate_structured(schema, count=count, **options)
-
-    return run(main)
+    return _in_synth(
+        lambda synth: synth.generate_structured(schema, count=count, **options),
+        models,
+        max_concurrency=max_concurrency,
+        cache=cache,
+    )
 
 
 def iter_structured(
@@ -161,11 +172,12 @@ def generate_timeseries(
 ) -> Dataset:
     """:meth:`Synth.generate_timeseries`, synchronously (options as there)."""
 
-    async def main() -> Dataset:
-        async with Synth(models, max_concurrency=max_concurrency, cache=cache) as synth:
-            return await synth.generate_timeseries(count, **options)
-
-    return run(main)
+    return _in_synth(
+        lambda synth: synth.generate_timeseries(count, **options),
+        models,
+        max_concurrency=max_concurrency,
+        cache=cache,
+    )
 
 
 def generate_events(
@@ -178,8 +190,9 @@ def generate_events(
 ) -> Dataset:
     """:meth:`Synth.generate_events`, synchronously (options as there)."""
 
-    async def main() -> Dataset:
-        async with Synth(models, max_concurrency=max_concurrency, cache=cache) as synth:
-            return await synth.generate_events(count, **options)
-
-    return run(main)
+    return _in_synth(
+        lambda synth: synth.generate_events(count, **options),
+        models,
+        max_concurrency=max_concurrency,
+        cache=cache,
+    )

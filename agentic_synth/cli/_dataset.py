@@ -38,7 +38,7 @@ from ._common import (
     os_reason,
     run_async,
 )
-from ._output import FLUSH_SECONDS, End, Output
+from ._output import FLUSH_SECONDS, End, Output, open_to_append
 from ._streams import say
 from ._validate import load_schema, schema_problems
 
@@ -50,7 +50,6 @@ KINDS = ("structured", "timeseries", "events")
 #: a record (or ``--per-call`` of them) needs more room than a short completion.
 _DEFAULT_MAX_TOKENS = 1024
 _SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 _EXIT = """\
 The output file's format comes from its suffix: .jsonl (or .ndjson), .csv, .parquet
@@ -438,18 +437,7 @@ def check_target(flag: str, value: str) -> Target:
             f"{flag} {value}: Parquet needs pyarrow: pip install 'agentic-synth[parquet]', "
             "or write .jsonl / .csv"
         )
-    if os.path.isdir(value):
-        raise ConfigurationError(f"{flag} {value} is a directory; name a file in it")
-    parent = os.path.dirname(os.path.abspath(value))
-    if not os.path.isdir(parent):
-        raise ConfigurationError(
-            f"{flag} {value}: directory {parent} does not exist; create it first"
-        )
-    existed = os.path.lexists(value)
-    try:
-        fd = os.open(value, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o666)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot write {flag} {value}: {os_reason(exc)}") from None
+    fd, existed = open_to_append(flag, value)
     os.close(fd)
     if not existed:
         os.unlink(value)

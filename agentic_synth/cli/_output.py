@@ -45,6 +45,24 @@ class End(enum.Enum):
     FAILED = "failed"
 
 
+def open_to_append(flag: str, target: str) -> tuple[int, bool]:
+    """``(descriptor, existed)``: ``target`` opened to append (created if missing, an
+    existing file untouched), or a ConfigurationError naming ``flag`` and the fix."""
+    if os.path.isdir(target):
+        raise ConfigurationError(f"{flag} {target} is a directory; name a file in it")
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise ConfigurationError(
+            f"{flag} {target}: directory {parent} does not exist; create it first"
+        )
+    existed = os.path.lexists(target)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o666)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {flag} {target}: {os_reason(exc)}") from None
+    return fd, existed
+
+
 class Output:
     """A results file (or stdout) written a batch of whole lines at a time."""
 
@@ -71,18 +89,7 @@ class Output:
             if sys.stdout is None:  # Python found no descriptor 1 at startup
                 raise ConfigurationError(f"{flag} -: stdout is closed; pass {flag} FILE")
             return cls(1, "<stdout>", path=None, created=False, hold=hold)
-        if os.path.isdir(target):
-            raise ConfigurationError(f"{flag} {target} is a directory; name a file in it")
-        parent = os.path.dirname(os.path.abspath(target))
-        if not os.path.isdir(parent):
-            raise ConfigurationError(
-                f"{flag} {target}: directory {parent} does not exist; create it first"
-            )
-        existed = os.path.lexists(target)
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o666)
-        except OSError as exc:
-            raise ConfigurationError(f"cannot write {flag} {target}: {os_reason(exc)}") from None
+        fd, existed = open_to_append(flag, target)
         return cls(fd, target, path=target, created=not existed, hold=hold)
 
     def identity(self) -> tuple[int, int] | None:

@@ -53,6 +53,7 @@ from .._exceptions import InvalidRequestError
 from .._types import normalize_finish_reason
 from ..providers._openai_strict import strict_eligible
 from ._extract import array_elements, extract_json
+from ._pointer import MISSING, follow_pointer
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -469,7 +470,9 @@ def _columns(schema: Mapping[str, Any]) -> list[str]:
             names.update(dict.fromkeys(properties))
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#"):
-            visit(_pointer(schema, ref), depth + 1)
+            target = follow_pointer(schema, ref)
+            if target is not MISSING:
+                visit(target, depth + 1)
         parts = node.get("allOf")
         if isinstance(parts, list):
             for part in parts:
@@ -477,19 +480,6 @@ def _columns(schema: Mapping[str, Any]) -> list[str]:
 
     visit(schema, 0)
     return list(names)
-
-
-def _pointer(root: Any, ref: str) -> Any:
-    target = root
-    for part in ref[1:].split("/")[1:] if ref.startswith("#/") else []:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(target, Mapping) and part in target:
-            target = target[part]
-        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
-            target = target[int(part)]
-        else:
-            return None
-    return target
 
 
 def _repoint(node: Any, where: str) -> Any:

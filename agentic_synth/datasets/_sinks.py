@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from .._exceptions import ConfigurationError, InvalidRequestError
+from ._pointer import MISSING, follow_pointer
 
 __all__ = [
     "DEFAULT_ROW_GROUP_SIZE",
@@ -544,15 +545,9 @@ def _resolve(node: Any, root: Any, refs: tuple[str, ...]) -> tuple[Any, tuple[st
         ref = node["$ref"]
         if ref in refs or not ref.startswith("#"):
             return True, refs
-        target: Any = root
-        for part in ref[1:].split("/")[1:] if ref != "#" else []:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(target, Mapping) and part in target:
-                target = target[part]
-            elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
-                target = target[int(part)]
-            else:
-                return True, refs
+        target = follow_pointer(root, ref)
+        if target is MISSING:
+            return True, refs
         refs = (*refs, ref)
         node = target
     return node, refs
