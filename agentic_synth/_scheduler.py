@@ -19,7 +19,7 @@ from typing import Generic, Protocol, TypeVar
 
 import anyio
 
-__all__ = ["Governor", "InOrder", "InputFeed", "run_workers", "single_error"]
+__all__ = ["Governor", "InOrder", "InputFeed", "Timings", "run_workers", "single_error"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -140,6 +140,17 @@ class InOrder(Generic[R]):
         return sorted(self.pending.items())
 
 
+class Timings(Protocol):
+    """Where the scheduler reports waits (the engine's metrics)."""
+
+    detailed: bool
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def waited(self, stage: str, seconds: float) -> None: ...
+
+
 async def run_workers(
     feed: InputFeed[T],
     process: Callable[[int, T], Awaitable[R]],
@@ -149,6 +160,7 @@ async def run_workers(
     admit: Callable[[], Awaitable[None] | None] | None = None,
     in_order: InOrder[R] | None = None,
     governor: Governor | None = None,
+    timings: Timings | None = None,
 ) -> None:
     """Run ``concurrency`` workers until the feed is exhausted.
 
@@ -157,69 +169,84 @@ async def run_workers(
     memory governor) may hold workers back while memory is short: it is acquired
     before an input is pulled, released once its result is handed on.
     With ``in_order`` results reach ``emit`` in input order (``in_order`` must have
-    been made with this feed and ``emit``). Any exception other than an input's own
-    failure (which ``process`` turns into a result) cancels the other workers and
-    propagates.
+    been made with this feed and ``emit``). ``timings`` receives the seconds workers
+    spent waiting: for input (``input``), the governor (``memory``), the router's
+    pause (``paused``), and the consumer, in-order window included (``output``).
+    Any exception other than an input's own failure (which ``process`` turns into a
+    result) cancels the other workers and propagates.
     """
+    window: Callable[[], Awaitable[None]] | None = None
     if in_order is not None:
-        admit, emit = _chain(admit, in_order.admit), in_order.put
+        window, emit = in_order.admit, in_order.put
+    if timings is not None and not timings.detailed:
+        timings = None
 
-    async def worker() -> None:
-        while True:
+    async def gates() -> None:
+        """The router's pause, then the in-order window (measured apart)."""
+        if timings is None:
             if admit is not None:
                 gate = admit()
                 if gate is not None:
                     await gate
-            nxt = await feed.next()
+            if window is not None:
+                await window()
+            return
+        clock = timings.clock
+        if admit is not None:
+            gate = admit()
+            if gate is not None:
+                since = clock()
+                await gate
+                timings.waited("paused", clock() - since)
+        if window is not None:
+            since = clock()
+            await window()
+            timings.waited("output", clock() - since)
+
+    async def one(governed: bool) -> bool:
+        """Pull, process and hand on one input; False once the feed is exhausted."""
+        if admit is not None or window is not None:
+            await gates()
+        if governed:
+            since = timings.clock() if timings is not None else 0.0
+            await governor.acquire()  # type: ignore[union-attr]
+            if timings is not None:
+                timings.waited("memory", timings.clock() - since)
+        try:
+            if timings is None:
+                nxt = await feed.next()
+            else:
+                since = timings.clock()
+                nxt = await feed.next()
+                timings.waited("input", timings.clock() - since)
             if nxt is None:
-                return
+                return False
             index, item = nxt
             result = await process(index, item)
             pending = emit(index, result)
             if pending is not None:
-                await pending
-
-    async def governed() -> None:
-        """The same loop, holding the memory governor's slot for each input."""
-        while True:
-            if admit is not None:
-                gate = admit()
-                if gate is not None:
-                    await gate
-            await governor.acquire()  # type: ignore[union-attr]
-            try:
-                nxt = await feed.next()
-                if nxt is None:
-                    return
-                index, item = nxt
-                result = await process(index, item)
-                pending = emit(index, result)
-                if pending is not None:
+                if timings is None:
                     await pending
-            finally:
+                else:
+                    since = timings.clock()
+                    await pending
+                    timings.waited("output", timings.clock() - since)
+            return True
+        finally:
+            if governed:
                 governor.release()  # type: ignore[union-attr]
+
+    async def worker() -> None:
+        governed = governor is not None
+        while await one(governed):
+            pass
 
     try:
         async with anyio.create_task_group() as tg:
             for _ in range(concurrency):
-                tg.start_soon(worker if governor is None else governed)
+                tg.start_soon(worker)
     except BaseExceptionGroup as group:
         raise single_error(group) from None
-
-
-def _chain(
-    first: Callable[[], Awaitable[None] | None] | None, second: Callable[[], Awaitable[None]]
-) -> Callable[[], Awaitable[None]]:
-    if first is None:
-        return second
-
-    async def both() -> None:
-        gate = first()
-        if gate is not None:
-            await gate
-        await second()
-
-    return both
 
 
 def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -37,7 +37,7 @@ from ._governor import MemoryGovernor, cgroup_memory_limit, parse_size
 from ._log import get_logger
 from ._pipeline import Pipeline
 from ._request import GenerationParams, Prompt, build_request
-from ._scheduler import Governor, InOrder, InputFeed, run_workers, single_error
+from ._scheduler import Governor, InOrder, InputFeed, Timings, run_workers, single_error
 from ._spec import ModelSpec, default_models, parse_model
 from ._types import _FINISH_ALIASES as _FINISH
 from ._types import (
@@ -56,6 +56,7 @@ from .caching._cache import Cache, CacheControl, ResponseCache, check_control
 from .datasets._generate import Engine, StructuredStream, generate_structured, iter_structured
 from .datasets._series import events_dataset, timeseries_dataset
 from .monitor import Metrics, MetricsSnapshot
+from .monitor._probe import watch_process
 from .providers import Provider, create_provider, validate_spec
 from .routing import BreakerConfig, RetryPolicy, Routed, Router
 from .routing._strategy import make_strategy
@@ -127,6 +128,8 @@ class Synth:
         dedup_action: DedupAction = "flag",
         cache: str | Sequence[Any] | Cache | None = None,
         memory_limit: int | str | None = None,
+        slo: Mapping[str, float] | None = None,
+        monitor: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -186,7 +189,9 @@ class Synth:
         self.max_concurrency = max_concurrency
         self._params = GenerationParams.from_kwargs(max_tokens=max_tokens, **dict(defaults or {}))
         self._clock = clock
-        self._metrics = Metrics(clock)
+        self._metrics = Metrics(
+            clock, concurrency_cap=max_concurrency, slo=slo, detailed=bool(monitor)
+        )
         self._router: Router | None = None
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -224,6 +229,8 @@ class Synth:
                 )
             tg = anyio.create_task_group()
             await tg.__aenter__()
+            if self._metrics.detailed:
+                tg.start_soon(watch_process, self._metrics)
         except BaseException:
             with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
                 if cache is not None:
@@ -407,8 +414,8 @@ class Synth:
             metrics.request_cancelled()
             raise
         latency = self._clock() - started
-        metrics.request_finished(latency)
         completion = _completion(routed, latency)
+        metrics.request_finished(latency, output_tokens=completion.usage.output_tokens)
         completion.index = index
         return completion
 
@@ -527,6 +534,7 @@ class Synth:
             concurrency=self._workers_for(inputs),
             admit=router.admit,
             governor=self._governor,
+            timings=self._metrics,
         )
         missing = [i for i, r in enumerate(results) if r is None]
         if missing or len(results) != feed.count:
@@ -570,6 +578,7 @@ class Synth:
             admit=router.admit,
             governor=self._governor,
             ordered=ordered,
+            timings=self._metrics,
         )
 
     # -- streaming ----------------------------------------------------------------
@@ -595,12 +604,18 @@ class Synth:
         end: ProviderStreamEnd | None = None
         metrics.request_started()
         error: BaseException | None = None
+        last_chunk = 0.0
         try:
             async for event in router.stream(request, routed):
                 if isinstance(event, TextDelta):
-                    if ttft is None:
-                        ttft = clock() - started
-                        metrics.record_ttft(ttft)
+                    if event.text:
+                        now = clock()
+                        if ttft is None:  # TTFT: the first non-empty text
+                            ttft = now - started
+                            metrics.record_ttft(ttft)
+                        else:  # ITL: the gap since the previous chunk
+                            metrics.record_itl(now - last_chunk)
+                        last_chunk = now
                     parts.append(event.text)
                     yield event
                 else:
@@ -614,7 +629,12 @@ class Synth:
                 # closed early by the consumer (break, cancel): not an engine error
                 metrics.request_cancelled()
             else:
-                metrics.request_finished(latency if error is None else None, error)
+                metrics.request_finished(
+                    latency if error is None else None,
+                    error,
+                    ttft=ttft,
+                    output_tokens=0 if end is None else end.usage.output_tokens,
+                )
         assert end is not None
         yield StreamCompleted(
             Completion(
@@ -711,6 +731,7 @@ async def _run_batch(
     in_order: InOrder[Result] | None,
     admit: Callable[[], Awaitable[None] | None],
     governor: Governor | None,
+    timings: Timings | None,
 ) -> None:
     async def deliver(index: int, result: Result) -> None:
         try:
@@ -730,6 +751,7 @@ async def _run_batch(
                     admit=admit,
                     in_order=in_order,
                     governor=governor,
+                    timings=timings,
                 )
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return  # the consumer went away
@@ -754,6 +776,7 @@ class BatchStream:
         admit: Callable[[], Awaitable[None] | None],
         governor: Governor | None = None,
         ordered: bool = False,
+        timings: Timings | None = None,
     ) -> None:
         send: MemoryObjectSendStream[Any]
         receive: MemoryObjectReceiveStream[Any]
@@ -781,6 +804,7 @@ class BatchStream:
             self._in_order,
             admit,
             governor,
+            timings,
         )
 
     def __aiter__(self) -> Self:

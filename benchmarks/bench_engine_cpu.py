@@ -3,6 +3,8 @@
 Targets (issue 2 and 3): the whole engine on the simulator path <= 50 us CPU per
 request; the router <= 20 us on top of that. Baselines measured in the same
 run: the bare ``SimProvider.complete`` loop (what the simulator itself costs).
+The cost of watching (issue 10): the engine with its monitoring (stage timings,
+windows, the loop probe) against ``Synth(monitor=False)`` in the same run.
 
     python benchmarks/bench_engine_cpu.py [--n 20000]
 """
@@ -48,8 +50,10 @@ async def bare_router(n: int, specs: list[ModelSpec], strategy: str) -> float:
     return t.cpu / n * 1e6
 
 
-async def engine(n: int, concurrency: int) -> tuple[float, float]:
-    async with Synth([ModelSpec("sim", "a")], max_concurrency=concurrency) as synth:
+async def engine(n: int, concurrency: int, monitor: bool = True) -> tuple[float, float]:
+    async with Synth(
+        [ModelSpec("sim", "a")], max_concurrency=concurrency, monitor=monitor
+    ) as synth:
         inputs = prompts(n)
         with timed() as t:
             results = await synth.generate_batch(inputs, max_tokens=64)
@@ -75,6 +79,10 @@ async def main(n: int, repeat: int) -> None:
             cpu_us, rate = await engine(n, c)
             runs.setdefault(f"engine_{c}", []).append(cpu_us)
             rates.setdefault(f"engine_{c}", []).append(rate)
+            if c != 1:
+                cpu_us, rate = await engine(n, c, monitor=False)
+                runs.setdefault(f"engine_{c}_off", []).append(cpu_us)
+                rates.setdefault(f"engine_{c}_off", []).append(rate)
     med = {k: statistics.median(v) for k, v in runs.items()}
     provider_us = med["provider"]
     rows: list[dict[str, object]] = [
@@ -99,6 +107,15 @@ async def main(n: int, repeat: int) -> None:
                 "req_s": statistics.median(rates[f"engine_{c}"]),
             }
         )
+    for c in (64, 256):
+        rows.append(
+            {
+                "path": f"Synth.generate_batch, concurrency {c}, monitor=False",
+                "cpu_us": med[f"engine_{c}_off"],
+                "engine_us": med[f"engine_{c}_off"] - provider_us,
+                "req_s": statistics.median(rates[f"engine_{c}_off"]),
+            }
+        )
     print(
         f"{n} requests per row, 64 output tokens, zero simulated latency, "
         f"median of {repeat} interleaved runs\n"
@@ -110,6 +127,9 @@ async def main(n: int, repeat: int) -> None:
         f"router overhead: {med['router'] - provider_us:.1f} us plain, "
         f"{med['router_limited'] - provider_us:.1f} us with limits (target <= 20)"
     )
+    for c in (64, 256):
+        watch = med[f"engine_{c}"] - med[f"engine_{c}_off"]
+        print(f"cost of watching at concurrency {c}: {watch:+.1f} us/request")
     print("results:", save("engine_cpu", {"n": n, "repeat": repeat, "rows": rows, "runs": runs}))
 
 

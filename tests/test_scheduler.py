@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 import anyio.lowlevel
@@ -82,3 +82,55 @@ def test_single_string_is_rejected() -> None:
         InputFeed("hello")
     with pytest.raises(TypeError, match="iterable"):
         InputFeed(42)  # type: ignore[arg-type]
+
+
+class _Timings:
+    """Metrics as the scheduler sees them, on a clock the test moves."""
+
+    detailed = True
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: dict[str, float] = {}
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return lambda: self.now
+
+    def waited(self, stage: str, seconds: float) -> None:
+        self.waits[stage] = self.waits.get(stage, 0.0) + seconds
+
+
+async def test_workers_report_input_and_output_waits() -> None:
+    """A slow input iterator shows as ``input`` time, a slow consumer as ``output``."""
+    timings = _Timings()
+
+    async def slow_input() -> AsyncIterator[int]:
+        for i in range(10):
+            timings.now += 2.0  # each input takes 2 s to produce
+            await anyio.lowlevel.checkpoint()
+            yield i
+
+    async def process(index: int, item: int) -> int:
+        return item
+
+    async def emit(index: int, result: int) -> None:
+        timings.now += 0.5  # the consumer takes 0.5 s per result
+        await anyio.lowlevel.checkpoint()
+
+    await run_workers(InputFeed(slow_input()), process, emit, concurrency=1, timings=timings)
+    assert timings.waits["input"] == pytest.approx(10 * 2.0 + 2.0 * 0)  # 10 items, then the end
+    assert timings.waits["output"] == pytest.approx(10 * 0.5)
+
+
+async def test_no_timings_when_monitoring_is_off() -> None:
+    timings = _Timings()
+    timings.detailed = False
+
+    async def process(index: int, item: int) -> int:
+        return item
+
+    await run_workers(
+        InputFeed(range(5)), process, lambda i, r: None, concurrency=2, timings=timings
+    )
+    assert timings.waits == {}

@@ -352,13 +352,15 @@ class Router:
                 semaphore is not None and not acquired
             ):
                 # must wait: within the request deadline only
-                remaining = progress.deadline_at - self._clock()
+                waiting_since = self._clock()
+                remaining = progress.deadline_at - waiting_since
                 with anyio.move_on_after(remaining) as scope:
                     if limiter is not None and reservation is None:
                         reservation = await limiter.acquire(tokens_in, request.max_tokens)
                     if semaphore is not None and not acquired:
                         await semaphore.acquire()
                         acquired = True
+                self._metrics.waited("rate_limit", self._clock() - waiting_since)
                 if scope.cancelled_caught:
                     raise APITimeoutError(
                         "request deadline passed while waiting for the client-side rate "
@@ -437,7 +439,7 @@ class Router:
         slot.marked = True
         exc.model = exc.model or slot.name
         slot.last_error = exc
-        self._metrics.attempt_failed(slot.name, exc)
+        self._metrics.attempt_failed(slot.name, exc, self._clock() - adm.started)
         limiter = slot.limiter
         if limiter is not None:
             if kind is ErrorKind.THROTTLED:
@@ -781,7 +783,9 @@ class Router:
                         if delay is None:
                             break
                         self._metrics.retries += 1
+                        backoff_since = self._clock()
                         await self._sleep(delay)
+                        self._metrics.waited("backoff", self._clock() - backoff_since)
                         continue
                     except BaseException:
                         self._abandoned(adm)
@@ -798,7 +802,10 @@ class Router:
                         fallbacks.append(slot.name)
                     if spent.get(slot.name, (0, False))[0] != _BARRED:
                         spent[slot.name] = (slot.breaker.epoch, not slot.available(self._clock()))
-            if not await self._wait_for_a_deployment(progress, spent):
+            waiting_since = self._clock()
+            found = await self._wait_for_a_deployment(progress, spent)
+            self._metrics.waited("breaker", self._clock() - waiting_since)
+            if not found:
                 routed.fallbacks = tuple(fallbacks)
                 raise self._give_up(routed, progress)
 

@@ -945,3 +945,26 @@ async def test_coming_back_to_a_model_is_not_a_fallback() -> None:
     routed = await router.complete(REQ)  # fails, waits for the reopening, served by a
     assert (routed.model, routed.fallbacks) == ("sim:a", ())
     assert metrics.fallbacks == 0
+
+
+async def test_waits_are_timed_per_stage_on_the_router_clock() -> None:
+    """Backoff before a retry, the wait for a breaker to reopen, and provider time."""
+    clock = Clock()
+    p = Scripted({"a": [RateLimitedError("slow", status=429, retry_after=7.0), "ok"]})
+    router, metrics = make_router(p, ["a"], clock)
+    await router.complete(REQ)
+    assert metrics.waits["backoff"] == pytest.approx(clock.slept[0]) and clock.slept[0] >= 7.0
+
+    clock = Clock()
+    p = Scripted({"a": [ServerError("x", status=500)], "b": [ServerError("y", status=500)]})
+    router, metrics = make_router(
+        p,
+        ["a", "b"],
+        clock,
+        retry=RetryPolicy(max_attempts=1),
+        breaker=BreakerConfig(failure_threshold=1, cooldown=30.0),
+    )
+    start = clock.now
+    await router.complete(REQ)
+    assert metrics.waits["breaker"] == pytest.approx(clock.now - start)
+    assert metrics.waits["backoff"] == 0.0 and metrics.waits["rate_limit"] == 0.0
