@@ -55,7 +55,7 @@ from .caching._build import open_cache
 from .caching._cache import Cache, CacheControl, ResponseCache, check_control
 from .datasets._generate import Engine, StructuredStream, generate_structured, iter_structured
 from .datasets._series import events_dataset, timeseries_dataset
-from .monitor import Metrics, MetricsSnapshot
+from .monitor import AnalysisReport, BottleneckAnalyzer, Metrics, MetricsSnapshot
 from .monitor._probe import watch_process
 from .providers import Provider, create_provider, validate_spec
 from .routing import BreakerConfig, RetryPolicy, Routed, Router
@@ -379,6 +379,11 @@ class Synth:
         engine = None if options.get("mode", "local") == "local" else self._engine()
         return await events_dataset(engine, count, **options)
 
+    def analyze(self) -> AnalysisReport:
+        """What limits this engine's work so far, ranked, with evidence and the setting
+        to change (:class:`~agentic_synth.monitor.BottleneckAnalyzer`)."""
+        return BottleneckAnalyzer().analyze(self._metrics.snapshot())
+
     def metrics(self) -> MetricsSnapshot:
         """A snapshot of requests, errors, latency percentiles, tokens, in flight."""
         return self._metrics.snapshot()
@@ -394,13 +399,19 @@ class Synth:
         metrics = self._metrics
         started = self._clock()
         metrics.request_started()
+        if metrics.detailed:
+            metrics.sent(request)
         try:
             routed = await router.complete(request)
         except ConfigurationError as exc:
-            metrics.request_finished(None, exc)
+            metrics.request_finished(
+                self._clock() - started, exc, model=getattr(exc, "model", None)
+            )
             raise  # the whole job cannot work (e.g. every key rejected): stop the batch
         except Exception as exc:
-            metrics.request_finished(None, exc)
+            metrics.request_finished(
+                self._clock() - started, exc, model=getattr(exc, "model", None)
+            )
             if not isinstance(exc, SynthError):
                 # a bug below us must not sink a million-item batch: record it, loudly
                 log.error("unexpected_error", index=index, error=repr(exc), exc_info=exc)
@@ -415,7 +426,13 @@ class Synth:
             raise
         latency = self._clock() - started
         completion = _completion(routed, latency)
-        metrics.request_finished(latency, output_tokens=completion.usage.output_tokens)
+        usage = completion.usage
+        metrics.request_finished(
+            latency,
+            output_tokens=usage.output_tokens,
+            model=completion.model,
+            input_tokens=usage.input_tokens,
+        )
         completion.index = index
         return completion
 
@@ -630,10 +647,12 @@ class Synth:
                 metrics.request_cancelled()
             else:
                 metrics.request_finished(
-                    latency if error is None else None,
+                    latency,  # a failure's counts for the listeners only
                     error,
                     ttft=ttft,
                     output_tokens=0 if end is None else end.usage.output_tokens,
+                    model=getattr(error, "model", None) or routed.model or None,
+                    input_tokens=0 if end is None else end.usage.input_tokens,
                 )
         assert end is not None
         yield StreamCompleted(

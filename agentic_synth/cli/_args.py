@@ -7,12 +7,13 @@ message names the flag, so one line on stderr says what to change.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 from typing import NoReturn
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["OneLineParser", "check_range"]
+__all__ = ["OneLineParser", "bind_problem", "check_range"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -47,3 +48,16 @@ def check_range(
     else:
         want = f"<= {high:g}"
     raise ConfigurationError(f"{flag} must be {want}, got {value:g}")
+
+
+def bind_problem(
+    exc: OSError, host: str, port: int, *, port_flag: str = "--port", host_flag: str = "--host"
+) -> str:
+    """What to change when listening on ``host:port`` failed, naming the flags."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use; pick another with {port_flag} (0 picks a free one)"
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs privileges here; pick one above 1023 with {port_flag}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host_flag} {host} is not an address of this machine"
+    return f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}"

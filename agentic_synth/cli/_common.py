@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,16 +19,20 @@ import anyio
 from .._exceptions import ConfigurationError
 from .._synth import Synth
 from ..caching._cache import Cache
-from ._args import check_range
+from ._args import bind_problem, check_range
 from ._settings import DEFAULT_MAX_TOKENS, add_config_arguments, resolve_settings
+from ._streams import say
 
 __all__ = [
     "add_cache_arguments",
     "add_generation_arguments",
+    "add_metrics_arguments",
     "build_synth",
     "check_generation_arguments",
+    "check_metrics_arguments",
     "os_reason",
     "run_async",
+    "serve_job_metrics",
 ]
 
 T = TypeVar("T")
@@ -101,6 +107,52 @@ def add_cache_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="keep the process under this much memory, e.g. 2GB (default: the cgroup's limit)",
     )
+
+
+def add_metrics_arguments(p: argparse.ArgumentParser) -> None:
+    """``--metrics-port``, ``--metrics-host``: Prometheus ``/metrics`` while a job runs."""
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the job's Prometheus metrics on http://HOST:PORT/metrics while it runs "
+        "(0 picks a free port; the URL goes to stderr)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        help="address for --metrics-port (127.0.0.1; 0.0.0.0 opens it to the network)",
+    )
+
+
+def check_metrics_arguments(args: argparse.Namespace) -> None:
+    check_range("--metrics-port", args.metrics_port, low=0, high=65535)
+    if args.metrics_host is not None and args.metrics_port is None:
+        raise ConfigurationError("--metrics-host needs --metrics-port PORT, e.g. 9464")
+
+
+@contextmanager
+def serve_job_metrics(args: argparse.Namespace, synth: Synth | None) -> Iterator[None]:
+    """``/metrics`` of ``synth`` while the block runs, when ``--metrics-port`` is given.
+    The port is bound on entry: one in use stops the command before the job starts."""
+    if synth is None or args.metrics_port is None:
+        yield
+        return
+    from ..monitor import serve_metrics
+
+    host, port = args.metrics_host or "127.0.0.1", args.metrics_port
+    try:
+        server = serve_metrics(synth, port, host)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"--metrics-host {host}: {exc.strerror}") from None
+    except OSError as exc:
+        raise ConfigurationError(
+            bind_problem(exc, host, port, port_flag="--metrics-port", host_flag="--metrics-host")
+        ) from None
+    with server:
+        if not args.quiet:
+            say(f"synth: metrics at {server.url}")
+        yield
 
 
 def check_generation_arguments(args: argparse.Namespace) -> None:

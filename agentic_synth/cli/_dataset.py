@@ -34,9 +34,12 @@ from ._args import OneLineParser, check_range
 from ._common import (
     add_cache_arguments,
     add_generation_arguments,
+    add_metrics_arguments,
     build_synth,
+    check_metrics_arguments,
     os_reason,
     run_async,
+    serve_job_metrics,
 )
 from ._output import FLUSH_SECONDS, End, Output, open_to_append
 from ._streams import say
@@ -173,6 +176,7 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if any record could not be made")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     add_cache_arguments(p)
+    add_metrics_arguments(p)
     add_generation_arguments(p, json_schema=False, max_tokens=_DEFAULT_MAX_TOKENS)
     p.set_defaults(run=_RUNS[kind], kind=kind, json_schema=None)
     return p
@@ -305,6 +309,7 @@ def _events_arguments(p: argparse.ArgumentParser) -> None:
 
 def _check_common(args: argparse.Namespace) -> None:
     check_range("--count", args.count, low=0)
+    check_metrics_arguments(args)
 
 
 def _text_arg(flag: str, value: str) -> str:
@@ -678,17 +683,18 @@ def _run(
     progress = Progress(quiet=args.quiet, requested=args.count or 0)
     account = Account(stats={})
     try:
-        if target.path is None:
-            to_stdout(Output.open(target.flag, "-"), progress, account)
-            done = account.rows + len(account.failures)
-            account.stats = {
-                "requested": progress.requested or done,
-                "valid": account.rows,
-                "failed": len(account.failures),
-                **account.stats,
-            }
-        else:
-            account = to_file(progress)
+        with serve_job_metrics(args, synth):
+            if target.path is None:
+                to_stdout(Output.open(target.flag, "-"), progress, account)
+                done = account.rows + len(account.failures)
+                account.stats = {
+                    "requested": progress.requested or done,
+                    "valid": account.rows,
+                    "failed": len(account.failures),
+                    **account.stats,
+                }
+            else:
+                account = to_file(progress)
     except KeyboardInterrupt:
         progress.clear()
         if not args.quiet:
@@ -855,6 +861,7 @@ def _local_only(args: argparse.Namespace) -> None:
             ("--per-call", args.per_call),
             ("--max-corrections", args.max_corrections),
             ("--max-restarts", args.max_restarts),
+            ("--metrics-port", args.metrics_port),
         )
         if value is not None and value != []
     ]

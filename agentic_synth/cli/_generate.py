@@ -16,7 +16,15 @@ import anyio
 from .._exceptions import ConfigurationError
 from .._synth import Synth
 from ._args import check_range
-from ._common import add_cache_arguments, add_generation_arguments, build_synth, run_async
+from ._common import (
+    add_cache_arguments,
+    add_generation_arguments,
+    add_metrics_arguments,
+    build_synth,
+    check_metrics_arguments,
+    run_async,
+    serve_job_metrics,
+)
 from ._inputs import PARAM_KEYS, FileSource, Input, Source, TemplateSource
 from ._output import FLUSH_SECONDS, End, Output
 from ._records import ROW_HELP, result_line
@@ -106,6 +114,7 @@ def add_parser(sub: Any) -> None:
         help="with --dedup-outputs: drop such outputs (an error record says why)",
     )
     add_cache_arguments(p)
+    add_metrics_arguments(p)
     add_generation_arguments(p)
     p.set_defaults(run=run)
 
@@ -118,6 +127,7 @@ def _check(args: argparse.Namespace) -> None:
     check_range("--dedup-outputs", args.dedup_outputs, low=0, low_open=True, high=1)
     if args.drop_duplicates and args.dedup_outputs is None:
         raise ConfigurationError("--drop-duplicates needs --dedup-outputs JACCARD, e.g. 0.9")
+    check_metrics_arguments(args)
 
 
 def _open_source(args: argparse.Namespace) -> Source:
@@ -147,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
         dedup_outputs=args.dedup_outputs,
         dedup_action="drop" if args.drop_duplicates else "flag",
     )
+    with serve_job_metrics(args, synth):
+        return _run(args, synth)
+
+
+def _run(args: argparse.Namespace, synth: Synth) -> int:
     source = _open_source(args)
     try:
         output = _open_output(args, source, synth.max_concurrency)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import socket
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from ._args import check_range
+from ._args import bind_problem, check_range
 
 __all__ = ["add_parser"]
 
@@ -36,15 +35,5 @@ def run(args: argparse.Namespace) -> int:
     except socket.gaierror as exc:
         raise ConfigurationError(f"--host {args.host}: {exc.strerror}") from None
     except OSError as exc:
-        raise ConfigurationError(_bind_problem(exc, args.host, args.port)) from None
+        raise ConfigurationError(bind_problem(exc, args.host, args.port)) from None
     return 0
-
-
-def _bind_problem(exc: OSError, host: str, port: int) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return f"port {port} is in use; pick another with --port (0 picks a free one)"
-    if exc.errno == errno.EACCES:
-        return f"port {port} needs privileges here; pick one above 1023 with --port"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"--host {host} is not an address of this machine"
-    return f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}"

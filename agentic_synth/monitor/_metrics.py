@@ -51,6 +51,9 @@ STAGES = (
 #: SLO names ``Metrics(slo=...)`` accepts (seconds).
 SLO_NAMES = ("latency", "ttft", "tpot")
 _WINDOW = 60  # seconds of per-second buckets kept for the windowed rates
+#: One request in this many is checked against earlier ones (repeat detection).
+_REPEAT_SAMPLE = 8
+_REPEAT_KEYS = 65_536  # keys remembered at most (about 5 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,8 @@ class MetricsSnapshot:
     cpu_fraction: float | None = None
     rss_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    #: Share of sampled requests equal to an earlier one (``None``: none sampled).
+    repeat_rate: float | None = None
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -236,6 +241,11 @@ class Metrics:
         #: Seconds per stage of :data:`STAGES`, summed over requests.
         self.waits: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.good = 0
+        #: Sampled requests, and those among them equal to an earlier sampled one.
+        self.repeat_sampled = 0
+        self.repeats = 0
+        self._repeat_tick = 0
+        self._repeat_keys: set[int] = set()
         self._window = _Window()
         self._in_flight_area = 0.0  # integral of in_flight over time
         self._at_cap = 0.0  # seconds with in_flight >= concurrency_cap
@@ -251,9 +261,10 @@ class Metrics:
         #: The memory governor's state, when there is a memory limit.
         self.memory_probe: Callable[[], dict[str, Any]] | None = None
         #: Called with each finished request's figures (OpenTelemetry, for one):
-        #: ``(latency or None, error or None, ttft, output_tokens)``.
+        #: ``(latency, error or None, ttft, output_tokens, model, input_tokens)``;
+        #: a failure's latency is its time to failing (or None).
         self.listeners: list[
-            Callable[[float | None, BaseException | None, float | None, int], None]
+            Callable[[float | None, BaseException | None, float | None, int, str | None, int], None]
         ] = []
 
     @property
@@ -284,7 +295,12 @@ class Metrics:
         *,
         ttft: float | None = None,
         output_tokens: int = 0,
+        model: str | None = None,
+        input_tokens: int = 0,
     ) -> None:
+        """One request done. ``latency`` of a failure (the time it took to fail) goes
+        to the listeners only; ``model`` (``provider:model``, the last one tried) and
+        ``input_tokens`` are for them too."""
         if self.detailed:
             now = self._clock()
             self._in_flight_changed(now)
@@ -304,7 +320,7 @@ class Metrics:
             self.failed += 1
             self.errors_by_class[type(error).__name__] += 1
         for listener in self.listeners:
-            listener(latency, error, ttft, output_tokens)
+            listener(latency, error, ttft, output_tokens, model, input_tokens)
 
     def request_cancelled(self) -> None:
         """The request was cancelled (or its stream closed early): neither outcome."""
@@ -312,6 +328,29 @@ class Metrics:
             self._in_flight_changed(self._clock())
         self.in_flight -= 1
         self.cancelled += 1
+
+    def sent(self, request: Any) -> None:
+        """A request goes to the router: one in :data:`_REPEAT_SAMPLE` is compared with
+        earlier ones (a hash of what makes it the same request), so the analyzer can
+        tell a job that pays again for the same request (a cache would serve it)."""
+        self._repeat_tick += 1
+        if self._repeat_tick < _REPEAT_SAMPLE:
+            return
+        self._repeat_tick = 0
+        key = hash(
+            (
+                request.system,
+                tuple(str(m.get("content")) for m in request.messages),
+                request.max_tokens,
+                request.temperature,
+                request.top_p,
+            )
+        )
+        self.repeat_sampled += 1
+        if key in self._repeat_keys:
+            self.repeats += 1
+        elif len(self._repeat_keys) < _REPEAT_KEYS:
+            self._repeat_keys.add(key)
 
     def waited(self, stage: str, seconds: float) -> None:
         """``seconds`` of one request spent in ``stage`` (one of :data:`STAGES`)."""
@@ -447,6 +486,7 @@ class Metrics:
             cpu_fraction=self.cpu_fraction,
             rss_bytes=rss,
             peak_rss_bytes=peak,
+            repeat_rate=self.repeats / self.repeat_sampled if self.repeat_sampled else None,
         )
 
 
