@@ -6,7 +6,9 @@ requests at 256 concurrent against a server answering after 100 ms, reaches
 raw aiohttp's, both measured in this run against the same server. The
 Anthropic provider (official SDK, aiohttp transport) is measured for reference.
 The mock server runs in its own process (``synth mock-server``) so it does not
-share this process's CPU; its own CPU per request is reported too.
+share this process's CPU; its own CPU per request is reported too. Issue 10's cost
+of watching: the openai row again with ``Synth(monitor=False)`` (no stage timings,
+windows or loop probe); monitoring may cost at most 3% of its throughput.
 
     python benchmarks/bench_transport.py [--n 5000] [--concurrency 256] [--latency 0.1]
 """
@@ -99,8 +101,8 @@ async def raw_aiohttp(url: str, n: int, concurrency: int) -> None:
         await pool(n, concurrency, one)
 
 
-async def engine(spec: ModelSpec, n: int, concurrency: int) -> None:
-    async with Synth([spec], max_concurrency=concurrency) as synth:
+async def engine(spec: ModelSpec, n: int, concurrency: int, monitor: bool = True) -> None:
+    async with Synth([spec], max_concurrency=concurrency, monitor=monitor) as synth:
         prompts = (f"Say something about {i}." for i in range(n))
         results = await synth.generate_batch(prompts, max_tokens=16)
     failed = [r for r in results if not r.ok]
@@ -139,6 +141,10 @@ async def main(n: int, concurrency: int, latency: float, rounds: int) -> None:
             ("raw aiohttp (baseline)", lambda: raw_aiohttp(url, n, concurrency)),
             ("engine + openai provider", lambda: engine(openai, n, concurrency)),
             ("engine + anthropic SDK (aiohttp)", lambda: engine(anthropic, n, concurrency)),
+            (
+                "engine + openai provider, monitor=False",
+                lambda: engine(openai, n, concurrency, monitor=False),
+            ),
         ]
         await raw_aiohttp(url, min(n, 1000), concurrency)  # warm up both processes
         best: dict[str, dict[str, object]] = {}
@@ -167,6 +173,12 @@ async def main(n: int, concurrency: int, latency: float, rounds: int) -> None:
     print(
         "results:",
         save("transport", {"n": n, "concurrency": concurrency, "latency": latency, "rows": rows}),
+    )
+    off = rows[3]
+    watch = 1 - eng["req_s"] / off["req_s"]  # type: ignore[operator]
+    print(
+        f"cost of watching: {watch:+.1%} of throughput (target <= 3%), "
+        f"{eng['cpu_us'] - off['cpu_us']:+.1f} us CPU per request"  # type: ignore[operator]
     )
     print(json.dumps({"pct_ideal": eng["pct_ideal"], "cpu_vs_raw": eng["cpu_vs_raw"]}))
 
