@@ -43,6 +43,7 @@ __all__ = [
     "looks_like_key",
     "mask_key",
     "starter_config",
+    "toml_shown",
 ]
 
 #: The environment variable naming a config file, and the file looked for in the
@@ -322,7 +323,7 @@ def parse_config(data: Mapping[str, Any], name: str) -> tuple[Config | None, lis
     return (None, checker.problems) if checker.problems else (config, [])
 
 
-def _shown(value: Any) -> str:
+def toml_shown(value: Any) -> str:
     """A value as it is written in TOML, for messages (strings in double quotes)."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -395,7 +396,7 @@ class _Checker:
             self.problem(
                 "",
                 "models must be [[models]] tables (one per model, double brackets), "
-                f"got {_shown(raw_models)}",
+                f"got {toml_shown(raw_models)}",
             )
         else:
             for number, table in enumerate(raw_models, 1):
@@ -405,7 +406,7 @@ class _Checker:
             self.repeats(models)
         raw_defaults = data.get("defaults", {})
         if not isinstance(raw_defaults, Mapping):
-            self.problem("", f"defaults must be a [defaults] table, got {_shown(raw_defaults)}")
+            self.problem("", f"defaults must be a [defaults] table, got {toml_shown(raw_defaults)}")
             defaults = Defaults()
         else:
             defaults = self.defaults(raw_defaults)
@@ -416,7 +417,7 @@ class _Checker:
     def model(self, number: int, table: Any) -> ModelEntry | None:
         where = f"[[models]] #{number}"
         if not isinstance(table, Mapping):
-            self.problem(where, f"must be a table, got {_shown(table)}")
+            self.problem(where, f"must be a table, got {toml_shown(table)}")
             return None
         before = len(self.problems)
         provider, model = self.model_name(where, table)
@@ -468,7 +469,7 @@ class _Checker:
         options = table.get("options", {})
         if not isinstance(options, Mapping):
             self.problem(
-                where, f"options must be a table ([models.options]), got {_shown(options)}"
+                where, f"options must be a table ([models.options]), got {toml_shown(options)}"
             )
         else:
             self.secrets(where, "options", options)
@@ -477,7 +478,7 @@ class _Checker:
         if not isinstance(headers_env, Mapping):
             self.problem(
                 where,
-                f"headers_env must be a table of header = VARIABLE, got {_shown(headers_env)}",
+                f"headers_env must be a table of header = VARIABLE, got {toml_shown(headers_env)}",
             )
         else:
             for header, variable in headers_env.items():
@@ -487,7 +488,7 @@ class _Checker:
         if not isinstance(verify, bool | str):
             self.problem(
                 where,
-                f"verify must be true, false or the path of a CA bundle, got {_shown(verify)}",
+                f"verify must be true, false or the path of a CA bundle, got {toml_shown(verify)}",
             )
         else:
             values["verify"] = verify
@@ -592,7 +593,7 @@ class _Checker:
         """A value for a message, unless it might be a secret."""
         if isinstance(value, str) and looks_like_key(value):
             return "a key-shaped value (not shown)"
-        return _shown(value)
+        return toml_shown(value)
 
     # -- values ----------------------------------------------------------------------
 
@@ -628,8 +629,8 @@ class _Checker:
         if price is not None and price > _MAX_PRICE_PER_TOKEN:
             self.problem(
                 where,
-                f"{key} is USD per token, and {_shown(value)} per token is more than any model "
-                f"costs; for ${_shown(value)} per million tokens write {price / 1e6:.6g}",
+                f"{key} is USD per token, and {toml_shown(value)} per token is more than any model "
+                f"costs; for ${toml_shown(value)} per million tokens write {price / 1e6:.6g}",
             )
             return None
         return price
@@ -668,14 +669,14 @@ class _Checker:
     def temperature(self, where: str, value: Any) -> float | None:
         number = self.number(where, "temperature", value, positive=False)
         if number is not None and number > 2:
-            self.problem(where, f"temperature must be in [0, 2], got {_shown(value)}")
+            self.problem(where, f"temperature must be in [0, 2], got {toml_shown(value)}")
             return None
         return number
 
     def text(self, where: str, key: str, value: Any) -> str | None:
         if isinstance(value, str):
             return value
-        self.problem(where, f"{key} must be a string, got {_shown(value)}")
+        self.problem(where, f"{key} must be a string, got {toml_shown(value)}")
         return None
 
     def cache(self, where: str, value: Any) -> str | None:
@@ -698,7 +699,7 @@ class _Checker:
             self.problem(
                 where,
                 'memory_limit must be a size such as "512MB" or "2GiB" (or a number of bytes), '
-                f"got {_shown(value)}",
+                f"got {toml_shown(value)}",
             )
             return None
 

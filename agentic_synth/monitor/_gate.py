@@ -85,6 +85,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, TypeAlias, cast
 
+from .._config import toml_shown
 from .._exceptions import ConfigurationError
 
 __all__ = [
@@ -346,19 +347,6 @@ _CONDITION_RE = re.compile(
 )
 
 
-def _shown(value: Any) -> str:
-    """A value as it is written in TOML, for messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return str(value)
-
-
 def _suggest(key: str, known: Sequence[str], what: str = "keys") -> str:
     import difflib
 
@@ -424,13 +412,13 @@ def parse_thresholds(data: Mapping[str, Any], name: str = "thresholds") -> Thres
         if isinstance(raw, Mapping):
             limits = tuple(_limits(p, raw))
         else:
-            p.add("", f"thresholds must be a [thresholds] table, got {_shown(raw)}")
+            p.add("", f"thresholds must be a [thresholds] table, got {toml_shown(raw)}")
     settings: dict[str, Any] = {}
     regression = data.get("regression", {})
     if isinstance(regression, Mapping):
         settings = _regression(p, regression)
     else:
-        p.add("", f"regression must be a [regression] table, got {_shown(regression)}")
+        p.add("", f"regression must be a [regression] table, got {toml_shown(regression)}")
     if not p.problems:
         probe = Thresholds(limits=limits, **settings)
         for figure in probe.figures_for_regression or ():
@@ -457,15 +445,15 @@ def _limits(p: _Problems, table: Mapping[str, Any]) -> Iterable[Threshold]:
                 p.add(
                     where,
                     'must be a condition in quotes such as "< 1.0" (an operator: <, <=, >, >=, '
-                    f"then a number; {_unit_hint(figure)}), got {_shown(condition)}",
+                    f"then a number; {_unit_hint(figure)}), got {toml_shown(condition)}",
                 )
                 continue
             op, number, percent = match.groups()
             value = float(number) / (100.0 if percent else 1.0)
             if not math.isfinite(value):
-                p.add(where, f"the number must be finite, got {_shown(condition)}")
+                p.add(where, f"the number must be finite, got {toml_shown(condition)}")
             elif _is_fraction(figure) and not 0.0 <= value <= 1.0:
-                p.add(where, f"{_unit_hint(figure)}, between 0 and 1; got {_shown(condition)}")
+                p.add(where, f"{_unit_hint(figure)}, between 0 and 1; got {toml_shown(condition)}")
             else:
                 yield Threshold(figure, cast(Op, op), value)
 
@@ -482,23 +470,25 @@ def _regression(p: _Problems, table: Mapping[str, Any]) -> dict[str, Any]:
         value = table[key]
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         if not numeric or not math.isfinite(value):
-            p.add(f"{where} {key}", f"must be a number, got {_shown(value)}")
+            p.add(f"{where} {key}", f"must be a number, got {toml_shown(value)}")
         elif key == "alpha" and not 0.0 < value < 1.0:
-            p.add(f"{where} alpha", f"must be between 0 and 1 (e.g. 0.01), got {_shown(value)}")
+            p.add(f"{where} alpha", f"must be between 0 and 1 (e.g. 0.01), got {toml_shown(value)}")
         elif key == "min_effect" and value < 0:
-            p.add(f"{where} min_effect", f"must be >= 0 (0.05 is 5%), got {_shown(value)}")
+            p.add(f"{where} min_effect", f"must be >= 0 (0.05 is 5%), got {toml_shown(value)}")
         else:
             out[key] = float(value)
     if "repeats" in table:
         value = table["repeats"]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            p.add(f"{where} repeats", f"must be a whole number >= 1 (e.g. 5), got {_shown(value)}")
+            p.add(
+                f"{where} repeats", f"must be a whole number >= 1 (e.g. 5), got {toml_shown(value)}"
+            )
         else:
             out["repeats"] = value
     if "confirm" in table:
         value = table["confirm"]
         if not isinstance(value, bool):
-            p.add(f"{where} confirm", f"must be true or false, got {_shown(value)}")
+            p.add(f"{where} confirm", f"must be true or false, got {toml_shown(value)}")
         else:
             out["confirm"] = value
     if "figures" in table:
@@ -507,7 +497,7 @@ def _regression(p: _Problems, table: Mapping[str, Any]) -> dict[str, Any]:
             p.add(
                 f"{where} figures",
                 'must be an array of figure names such as ["cpu_us_per_request"], '
-                f"got {_shown(value)}",
+                f"got {toml_shown(value)}",
             )
         else:
             out["figures_for_regression"] = tuple(dict.fromkeys(value))
@@ -517,7 +507,7 @@ def _regression(p: _Problems, table: Mapping[str, Any]) -> dict[str, Any]:
             p.add(
                 f"{where} directions",
                 f'must be a [regression.directions] table of figure = "lower" or "higher", '
-                f"got {_shown(value)}",
+                f"got {toml_shown(value)}",
             )
         else:
             directions: dict[str, Better] = {}
@@ -525,7 +515,7 @@ def _regression(p: _Problems, table: Mapping[str, Any]) -> dict[str, Any]:
                 if better not in _BETTER:
                     p.add(
                         f"[regression.directions] {figure}",
-                        f'must be "lower" or "higher" (which is better), got {_shown(better)}',
+                        f'must be "lower" or "higher" (which is better), got {toml_shown(better)}',
                     )
                 else:
                     directions[figure] = better
