@@ -183,63 +183,60 @@ async def run_workers(
 
     async def gates() -> None:
         """The router's pause, then the in-order window (measured apart)."""
-        if timings is None:
-            if admit is not None:
-                gate = admit()
-                if gate is not None:
-                    await gate
-            if window is not None:
-                await window()
-            return
-        clock = timings.clock
+        clock = timings.clock  # type: ignore[union-attr]
         if admit is not None:
             gate = admit()
             if gate is not None:
                 since = clock()
                 await gate
-                timings.waited("paused", clock() - since)
+                timings.waited("paused", clock() - since)  # type: ignore[union-attr]
         if window is not None:
             since = clock()
             await window()
-            timings.waited("output", clock() - since)
-
-    async def one(governed: bool) -> bool:
-        """Pull, process and hand on one input; False once the feed is exhausted."""
-        if admit is not None or window is not None:
-            await gates()
-        if governed:
-            since = timings.clock() if timings is not None else 0.0
-            await governor.acquire()  # type: ignore[union-attr]
-            if timings is not None:
-                timings.waited("memory", timings.clock() - since)
-        try:
-            if timings is None:
-                nxt = await feed.next()
-            else:
-                since = timings.clock()
-                nxt = await feed.next()
-                timings.waited("input", timings.clock() - since)
-            if nxt is None:
-                return False
-            index, item = nxt
-            result = await process(index, item)
-            pending = emit(index, result)
-            if pending is not None:
-                if timings is None:
-                    await pending
-                else:
-                    since = timings.clock()
-                    await pending
-                    timings.waited("output", timings.clock() - since)
-            return True
-        finally:
-            if governed:
-                governor.release()  # type: ignore[union-attr]
+            timings.waited("output", clock() - since)  # type: ignore[union-attr]
 
     async def worker() -> None:
+        """Pull, process and hand on inputs until the feed is exhausted; the plain
+        path (no timings, no governor) awaits nothing it does not need."""
         governed = governor is not None
-        while await one(governed):
-            pass
+        while True:
+            if timings is not None:
+                if admit is not None or window is not None:
+                    await gates()
+            else:
+                if admit is not None:
+                    gate = admit()
+                    if gate is not None:
+                        await gate
+                if window is not None:
+                    await window()
+            if governed:
+                since = timings.clock() if timings is not None else 0.0
+                await governor.acquire()  # type: ignore[union-attr]
+                if timings is not None:
+                    timings.waited("memory", timings.clock() - since)
+            try:
+                if timings is None:
+                    nxt = await feed.next()
+                else:
+                    since = timings.clock()
+                    nxt = await feed.next()
+                    timings.waited("input", timings.clock() - since)
+                if nxt is None:
+                    return
+                index, item = nxt
+                result = await process(index, item)
+                pending = emit(index, result)
+                if pending is not None:
+                    if timings is None:
+                        await pending
+                    else:
+                        since = timings.clock()
+                        await pending
+                        timings.waited("output", timings.clock() - since)
+            finally:
+                if governed:
+                    governor.release()  # type: ignore[union-attr]
 
     try:
         async with anyio.create_task_group() as tg:

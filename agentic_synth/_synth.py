@@ -222,6 +222,7 @@ class Synth:
                 if key not in providers:
                     providers[key] = create_provider(spec, max_connections=self.max_concurrency)
                 pairs.append((spec, providers[key]))
+            self._metrics.reset()  # this session's figures, from now
             router = Router(pairs, metrics=self._metrics, clock=self._clock, **self._routing)
             if self._cache_settings is not None:
                 cache = await open_cache(
@@ -621,7 +622,10 @@ class Synth:
         end: ProviderStreamEnd | None = None
         metrics.request_started()
         error: BaseException | None = None
-        last_chunk = 0.0
+        # ITL: gaps between non-empty chunks, less the time the reader held each one
+        # (suspended at ``yield``); recorded with TTFT only if the stream succeeds
+        gaps: list[float] = []
+        last_chunk = reader = 0.0
         try:
             async for event in router.stream(request, routed):
                 if isinstance(event, TextDelta):
@@ -629,12 +633,13 @@ class Synth:
                         now = clock()
                         if ttft is None:  # TTFT: the first non-empty text
                             ttft = now - started
-                            metrics.record_ttft(ttft)
-                        else:  # ITL: the gap since the previous chunk
-                            metrics.record_itl(now - last_chunk)
-                        last_chunk = now
+                        else:
+                            gaps.append(now - last_chunk - reader)
+                        last_chunk, reader = now, 0.0
                     parts.append(event.text)
+                    handed = clock()
                     yield event
+                    reader += clock() - handed
                 else:
                     end = event
         except Exception as exc:
@@ -646,6 +651,10 @@ class Synth:
                 # closed early by the consumer (break, cancel): not an engine error
                 metrics.request_cancelled()
             else:
+                if error is None and ttft is not None:
+                    metrics.record_ttft(ttft)
+                    for gap in gaps:
+                        metrics.record_itl(gap)
                 metrics.request_finished(
                     latency,  # a failure's counts for the listeners only
                     error,

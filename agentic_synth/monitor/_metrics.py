@@ -29,7 +29,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._log import get_logger
 from ._histogram import LogHistogram
+
+log = get_logger("agentic_synth.monitor")
 
 __all__ = ["STAGES", "Metrics", "MetricsSnapshot"]
 
@@ -176,7 +179,9 @@ class _Window:
     def rates(self, now: float, seconds: int, elapsed: float) -> dict[str, float | None]:
         """Figures over the last ``seconds`` whole seconds (fewer early in a run)."""
         current = int(now)
-        span = max(1e-9, min(float(seconds), elapsed))
+        # the current second is partly over: the window spans seconds - 1 whole buckets
+        # and the part of this one
+        span = max(1e-9, min(seconds - 1 + (now - current), elapsed))
         ok = failed = tokens = 0
         latency = 0.0
         for i in range(_WINDOW):
@@ -211,10 +216,28 @@ class Metrics:
         detailed: bool = True,
     ) -> None:
         self._clock = clock
-        self.started_at = clock()
         self.detailed = detailed
         self.concurrency_cap = concurrency_cap
         self.slo: dict[str, float] = _check_slo(slo)
+        #: Extra per-model state contributed by other parts (breaker state, limits).
+        self.model_probes: list[Callable[[], dict[str, dict[str, Any]]]] = []
+        #: The response cache's counters, when there is a cache.
+        self.cache_probe: Callable[[], dict[str, Any]] | None = None
+        #: The memory governor's state, when there is a memory limit.
+        self.memory_probe: Callable[[], dict[str, Any]] | None = None
+        #: Called with each finished request's figures (OpenTelemetry, for one):
+        #: ``(latency, error or None, ttft, output_tokens, model, input_tokens)``;
+        #: a failure's latency is its time to failing (or None).
+        self.listeners: list[
+            Callable[[float | None, BaseException | None, float | None, int, str | None, int], None]
+        ] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Start counting afresh, from now (a Synth does so each time it is opened, so
+        time before ``async with`` or between two blocks dilutes no rate). Probes and
+        listeners stay."""
+        self.started_at = self._clock()
         self.requests = 0
         self.succeeded = 0
         self.failed = 0
@@ -241,6 +264,7 @@ class Metrics:
         #: Seconds per stage of :data:`STAGES`, summed over requests.
         self.waits: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.good = 0
+        self._failed_listeners: set[Any] = set()  # warned about once each
         #: Sampled requests, and those among them equal to an earlier sampled one.
         self.repeat_sampled = 0
         self.repeats = 0
@@ -254,18 +278,6 @@ class Metrics:
         #: The loop probe's readings (see :mod:`._probe`).
         self.loop_lag = LogHistogram()
         self.cpu_fraction: float | None = None
-        #: Extra per-model state contributed by other parts (breaker state, limits).
-        self.model_probes: list[Callable[[], dict[str, dict[str, Any]]]] = []
-        #: The response cache's counters, when there is a cache.
-        self.cache_probe: Callable[[], dict[str, Any]] | None = None
-        #: The memory governor's state, when there is a memory limit.
-        self.memory_probe: Callable[[], dict[str, Any]] | None = None
-        #: Called with each finished request's figures (OpenTelemetry, for one):
-        #: ``(latency, error or None, ttft, output_tokens, model, input_tokens)``;
-        #: a failure's latency is its time to failing (or None).
-        self.listeners: list[
-            Callable[[float | None, BaseException | None, float | None, int, str | None, int], None]
-        ] = []
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -320,7 +332,12 @@ class Metrics:
             self.failed += 1
             self.errors_by_class[type(error).__name__] += 1
         for listener in self.listeners:
-            listener(latency, error, ttft, output_tokens, model, input_tokens)
+            try:
+                listener(latency, error, ttft, output_tokens, model, input_tokens)
+            except Exception as exc:  # an exporter's hiccup never fails a request
+                if listener not in self._failed_listeners:
+                    self._failed_listeners.add(listener)
+                    log.warning("metrics_listener_failed", listener=repr(listener), error=repr(exc))
 
     def request_cancelled(self) -> None:
         """The request was cancelled (or its stream closed early): neither outcome."""

@@ -360,7 +360,8 @@ class Router:
                     if semaphore is not None and not acquired:
                         await semaphore.acquire()
                         acquired = True
-                self._metrics.waited("rate_limit", self._clock() - waiting_since)
+                if self._metrics.detailed:
+                    self._metrics.waited("rate_limit", self._clock() - waiting_since)
                 if scope.cancelled_caught:
                     raise APITimeoutError(
                         "request deadline passed while waiting for the client-side rate "
@@ -400,7 +401,7 @@ class Router:
             slot.out_kind = None
             slot.out_strikes = 0
             slot.reported = False
-        latency = self._clock() - adm.started
+        latency = self._clock() - adm.started if streamed_latency is None else streamed_latency
         if slot.limiter is not None:
             if adm.reservation is not None:
                 # tokens read from the provider's prompt cache do not count toward the
@@ -785,7 +786,8 @@ class Router:
                         self._metrics.retries += 1
                         backoff_since = self._clock()
                         await self._sleep(delay)
-                        self._metrics.waited("backoff", self._clock() - backoff_since)
+                        if self._metrics.detailed:
+                            self._metrics.waited("backoff", self._clock() - backoff_since)
                         continue
                     except BaseException:
                         self._abandoned(adm)
@@ -804,7 +806,8 @@ class Router:
                         spent[slot.name] = (slot.breaker.epoch, not slot.available(self._clock()))
             waiting_since = self._clock()
             found = await self._wait_for_a_deployment(progress, spent)
-            self._metrics.waited("breaker", self._clock() - waiting_since)
+            if self._metrics.detailed:
+                self._metrics.waited("breaker", self._clock() - waiting_since)
             if not found:
                 routed.fallbacks = tuple(fallbacks)
                 raise self._give_up(routed, progress)
@@ -846,15 +849,20 @@ class Router:
 
         adm, (events, event) = await self._drive(request, routed, attempt)
         settled = False
+        clock = self._clock
+        consumer = 0.0  # time suspended at ``yield``: the reader's, not the provider's
         try:
             async with aclosing(events):  # type: ignore[type-var]
                 while True:
                     if isinstance(event, ProviderStreamEnd):
                         settled = True
-                        self._succeeded(adm, event.usage, event.headers)
+                        attempt_time = clock() - adm.started - consumer
+                        self._succeeded(adm, event.usage, event.headers, attempt_time)
                         yield event
                         return
+                    handed = clock()
                     yield event
+                    consumer += clock() - handed
                     try:
                         event = await anext(events)
                     except StopAsyncIteration:

@@ -104,14 +104,54 @@ def test_windows_count_only_recent_seconds() -> None:
         m.request_finished(None, RateLimitedError("x", status=429))
         m.request_started()
         m.request_finished(0.4, output_tokens=5)
+    clock.now += 0.5  # read half-way through a second: 9 whole buckets and a half
     s = m.snapshot()
     recent, minute = s.windows["10s"], s.windows["60s"]
-    assert recent["throughput"] == pytest.approx(20 / 10)
+    assert recent["throughput"] == pytest.approx(20 / 9.5)
     assert recent["error_rate"] == pytest.approx(0.5)
     assert recent["latency_mean"] == pytest.approx(0.4)
-    assert recent["output_tokens_per_s"] == pytest.approx(50 / 10)
-    assert minute["throughput"] == pytest.approx(70 / 30)  # 30 s into the run
+    assert recent["output_tokens_per_s"] == pytest.approx(50 / 9.5)
+    assert minute["throughput"] == pytest.approx(70 / 30.5)  # 30.5 s into the run
     assert minute["error_rate"] == pytest.approx(10 / 70)
+
+
+def test_a_steady_rate_reads_true_at_any_moment_of_a_second() -> None:
+    for offset in (0.001, 0.5, 0.999):
+        clock = FakeClock()
+        m = Metrics(clock)
+        while clock.now < 130.0 + offset:  # 100 requests a second for 30 s and a bit
+            m.request_started()
+            m.request_finished(0.1)
+            clock.now += 0.01
+        assert m.snapshot().windows["10s"]["throughput"] == pytest.approx(100, rel=0.02)
+
+
+def test_a_failing_listener_never_fails_the_request() -> None:
+    m = Metrics()
+    calls: list[int] = []
+
+    def flaky(*args: object) -> None:
+        calls.append(1)
+        raise RuntimeError("exporter hiccup")
+
+    m.listeners.append(flaky)
+    for _ in range(3):
+        m.request_started()
+        m.request_finished(0.1)
+    assert m.succeeded == 3 and len(calls) == 3
+
+
+async def test_figures_count_from_when_the_synth_is_opened() -> None:
+    clock = FakeClock()
+    synth = Synth([ModelSpec("sim", "s")], max_concurrency=4, clock=clock)
+    clock.now += 1000.0  # a long pause before `async with`
+    async with synth:
+        await synth.generate_batch(["a", "b", "c", "d"], max_tokens=5)
+        clock.now += 2.0
+        s = synth.metrics()
+    assert s.elapsed == pytest.approx(2.0) and s.throughput == pytest.approx(2.0)
+    async with synth:  # a second session starts from zero
+        assert synth.metrics().requests == 0
 
 
 def test_monitor_off_keeps_counters_only() -> None:
@@ -124,6 +164,31 @@ def test_monitor_off_keeps_counters_only() -> None:
     s = m.snapshot()
     assert s.succeeded == 1 and s.windows == {} and s.in_flight_mean == 0.0
     assert s.waits["provider"] == 0.0
+
+
+async def test_failed_and_cancelled_streams_leave_no_timing_figures() -> None:
+    async with Synth([ModelSpec("sim", "s", options={"fault_stream_error": 1.0})]) as synth:
+        for _ in range(3):
+            with pytest.raises(Exception):  # noqa: B017 - the stream's own error, whatever it is
+                async with synth.generate_stream("Tell me a story.", max_tokens=40) as stream:
+                    async for _ in stream:
+                        pass
+        assert synth._metrics.ttft.count == 0 and synth._metrics.itl.count == 0
+    async with Synth([ModelSpec("sim", "s")]) as synth:
+        async with synth.generate_stream("Tell me a story.", max_tokens=40) as stream:
+            async for _ in stream:
+                break  # closed by the reader after the first chunk
+        assert synth.metrics().cancelled == 1 and synth._metrics.ttft.count == 0
+
+
+async def test_a_slow_stream_reader_is_not_provider_time() -> None:
+    async with Synth([ModelSpec("sim", "s")]) as synth:
+        async with synth.generate_stream("Tell me a story.", max_tokens=40) as stream:
+            async for _ in stream:
+                await anyio.sleep(0.01)  # the reader holds every chunk 10 ms
+        s = synth.metrics()
+    assert s.waits["provider"] < 0.01  # the simulator answers at once
+    assert s.itl_p50 is not None and s.itl_p50 < 0.005
 
 
 async def test_streams_record_ttft_itl_and_tpot() -> None:
