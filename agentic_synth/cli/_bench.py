@@ -8,7 +8,8 @@ or against ``synth mock-server`` in its own process (``--mock-server``).
 Every flag, model, thresholds file, baseline and output path is checked before
 the first request, so a long benchmark never fails at the end for a typo; a
 report file is replaced only by a complete one (:mod:`._output`). The summary
-goes to stdout (it is the data asked for); FAIL lines go to stderr.
+goes to stdout (it is the data asked for); the live view of each run (:mod:`._live`),
+FAIL lines and the bottleneck analysis ("why it was slow") go to stderr.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ from ..monitor._bench import (
     profile_suite,
     run_bench,
 )
-from ..monitor._bench_report import build_report, render_markdown, render_summary
+from ..monitor._bench_report import (
+    analyze_runs,
+    build_report,
+    by_design,
+    render_markdown,
+    render_summary,
+)
 from ..monitor._gate import (
     Thresholds,
     gate,
@@ -46,11 +53,12 @@ from ..monitor._gate import (
     machine_environment,
     save_baseline,
 )
-from ..monitor._load import ARRIVALS
+from ..monitor._load import ARRIVALS, Progress, ProgressHook
 from ..monitor._plots import planned_plots, render_plots, require_matplotlib
 from ..simulator import SimConfig, parse_latency, spawn_mock_server
 from ._args import check_range
 from ._common import _json_schema, add_generation_arguments, check_generation_arguments, run_async
+from ._live import LiveDisplay, add_progress_arguments, check_progress_arguments
 from ._output import End, Output
 from ._settings import Settings, resolve_settings
 from ._streams import say
@@ -80,6 +88,10 @@ between text chunks; percentiles p50 p90 p95 p99 p99.9 over every request, failu
 
 Without -m, bench runs on the simulator whatever the config file or keys say: a
 benchmark never spends money by accident.
+
+While a run goes, stderr shows its progress, errors and the bottleneck analyzer's top
+finding (on a terminal; else a line every --progress-every seconds); at the end, "why it
+was slow" for each run with a finding of medium or high severity. -q: neither.
 
 --out DIR writes bench.json (schema agentic-synth/bench/1), bench.md and, with --plots,
 latency_cdf.png, timeline.png, throughput_vs_concurrency.png. --check FILE gates on
@@ -198,6 +210,8 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="write this run's per-repeat figures to --baseline (when the thresholds hold)",
     )
+    p.add_argument("-q", "--quiet", action="store_true", help="no live view or analysis on stderr")
+    add_progress_arguments(p)
     add_generation_arguments(p, max_tokens=64)
     p.set_defaults(run=run)
 
@@ -243,6 +257,7 @@ def _check(args: argparse.Namespace) -> None:
     check_range("--max-p99", args.max_p99, low=0, low_open=True)
     check_range("--max-cpu-us", args.max_cpu_us, low=0, low_open=True)
     check_range("--max-error-rate", args.max_error_rate, low=0, high=1)
+    check_progress_arguments(args)
     if args.requests is not None and args.duration is not None:
         raise ConfigurationError("--requests and --duration both set the length of a run; keep one")
     if args.arrival is not None and args.rate is None:
@@ -401,13 +416,46 @@ class _Engine:
 # -- the run ---------------------------------------------------------------------------------
 
 
-async def _repeat(config: BenchConfig, engine: _Engine, repeats: int) -> list[Measurement]:
-    return [await run_bench(config, engine.make) for _ in range(repeats)]
+class _RunView:
+    """The bench's progress hook into the live display: one run at a time, each from its
+    first report to its last (``final``)."""
+
+    def __init__(self, display: LiveDisplay, config: BenchConfig) -> None:
+        self.display = display
+        self.total = config.requests
+        self.closed_loop = config.rate is None
+        self._run: tuple[str, float] | None = None  # label and elapsed, last seen
+
+    def __call__(self, p: Progress) -> None:
+        display = self.display
+        if not display.shows:
+            return
+        last = self._run
+        if not display.active or last is None or p.label != last[0] or p.elapsed < last[1]:
+            display.start(
+                self.total,
+                label=p.label,
+                elapsed=p.elapsed,
+                ignore=by_design(p.label, closed_loop=self.closed_loop),
+            )
+        self._run = (p.label, p.elapsed)
+        display.update(p.finished - p.failed, p.failed, p.metrics)
+        if p.final:
+            display.finish()
+            self._run = None
 
 
-def _measure(config: BenchConfig, engine: _Engine, repeats: int) -> list[Measurement]:
+async def _repeat(
+    config: BenchConfig, engine: _Engine, repeats: int, hook: ProgressHook | None
+) -> list[Measurement]:
+    return [await run_bench(config, engine.make, on_progress=hook) for _ in range(repeats)]
+
+
+def _measure(
+    config: BenchConfig, engine: _Engine, repeats: int, hook: ProgressHook | None = None
+) -> list[Measurement]:
     """``repeats`` repeats of every suite, on one event loop."""
-    return run_async(_repeat, config, engine, repeats)
+    return run_async(_repeat, config, engine, repeats, hook)
 
 
 def _samples(measurements: Sequence[Measurement]) -> dict[str, list[float | None]]:
@@ -434,13 +482,13 @@ class _Gate:
         )
 
     def run(
-        self, config: BenchConfig, engine: _Engine, repeats: int
+        self, config: BenchConfig, engine: _Engine, repeats: int, hook: ProgressHook | None
     ) -> tuple[list[Measurement], dict[str, Any], bool]:
         """Measure through the gate; ``(first measurements, report, passed)``."""
         calls: list[list[Measurement]] = []
 
         def measure() -> Mapping[str, Sequence[float | None]]:
-            calls.append(_measure(config, engine, repeats))
+            calls.append(_measure(config, engine, repeats, hook))
             return _samples(calls[-1])
 
         machine = machine_environment()
@@ -513,15 +561,18 @@ def run(args: argparse.Namespace) -> int:
     checker = _Gate(args) if gating else None
     repeats = args.repeats or (checker.thresholds.repeats if checker is not None else 1)
     reports = _Reports(args, config.suites)
+    display = LiveDisplay("bench", quiet=args.quiet, every=args.progress_every)
+    hook = _RunView(display, config) if display.shows else None  # else no metrics read
     end = End.FAILED  # an unfinished run leaves old reports as they were
     try:
         with engine.started():
             gate_report: dict[str, Any] | None = None
             passed = True
             if checker is not None:
-                measurements, gate_report, passed = checker.run(config, engine, repeats)
+                measurements, gate_report, passed = checker.run(config, engine, repeats, hook)
             else:
-                measurements = _measure(config, engine, repeats)
+                measurements = _measure(config, engine, repeats, hook)
+            display.finish()
             profile = (
                 run_async(profile_suite, config, engine.make, config.suites[0])
                 if args.profile
@@ -537,6 +588,7 @@ def run(args: argparse.Namespace) -> int:
                 reports.write(name, png)
         end = End.COMPLETE
     finally:
+        display.finish()
         reports.close(end)
     summary = render_summary(report)
     if gate_report is not None:
@@ -547,6 +599,8 @@ def run(args: argparse.Namespace) -> int:
         print(summary, flush=True)
     for failure in failures:
         say(f"FAIL: {failure}")
+    for label, analysis in analyze_runs(measurements[-1]).items():
+        display.explain(analysis.report, run=label)
     return 1 if failures or not passed else 0
 
 

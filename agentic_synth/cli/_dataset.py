@@ -5,8 +5,9 @@ Beside prompt mode (``synth generate -i prompts.jsonl``): the first word after
 models and the output path are checked before anything is sent or written; the
 file is written as records arrive, and an existing file is replaced only once
 the first record is ready (a job refused or failing before that leaves it as it
-was). ``-o -`` streams JSON Lines to stdout. A progress line (valid, failed,
-ETA) goes to stderr on a terminal, and the job's account to stderr at the end.
+was). ``-o -`` streams JSON Lines to stdout. The live view (valid, failed, ETA,
+errors, cost, the analyzer's top finding: :mod:`._live`) goes to stderr, and at the end
+the job's account and, when a bottleneck was found, "why it was slow".
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ._common import (
     run_async,
     serve_job_metrics,
 )
+from ._live import LiveDisplay, add_progress_arguments, check_progress_arguments
 from ._output import FLUSH_SECONDS, End, Output, open_to_append
 from ._streams import say
 from ._validate import load_schema, schema_problems
@@ -175,6 +177,7 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--strict", action="store_true", help="exit 1 if any record could not be made")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    add_progress_arguments(p)
     add_cache_arguments(p)
     add_metrics_arguments(p)
     add_generation_arguments(p, json_schema=False, max_tokens=_DEFAULT_MAX_TOKENS)
@@ -310,6 +313,7 @@ def _events_arguments(p: argparse.ArgumentParser) -> None:
 def _check_common(args: argparse.Namespace) -> None:
     check_range("--count", args.count, low=0)
     check_metrics_arguments(args)
+    check_progress_arguments(args)
 
 
 def _text_arg(flag: str, value: str) -> str:
@@ -457,56 +461,33 @@ def _same_file(a: Target, b: Target) -> bool:
 
 # -- progress and the account ---------------------------------------------------------
 
+#: Bottlenecks a dataset job has on purpose, never shown: it sends the same request
+#: again for another sample (temperature > 0), which the analyzer takes for a cache miss.
+_BY_DESIGN = frozenset({"cache"})
+
 
 class Progress:
-    """``(valid, failed, requested)`` as slots end: a live line on a terminal's stderr,
-    at most 4 times a second, with the rate and the time left."""
+    """``(valid, failed, requested)`` as slots end (the datasets' progress callback),
+    into the live display."""
 
-    def __init__(self, *, quiet: bool, requested: int) -> None:
-        self.live = not quiet and sys.stderr is not None and sys.stderr.isatty()
+    def __init__(self, display: LiveDisplay, requested: int) -> None:
+        self.display = display
         self.requested = requested
         self.valid = 0
         self.failed = 0
         self.started = time.monotonic()
-        self._drawn = 0.0
-        self._shown = False
 
     def __call__(self, valid: int, failed: int, requested: int) -> None:
         self.valid, self.failed, self.requested = valid, failed, requested
-        if not self.live:
-            return
-        now = time.monotonic()
-        if now - self._drawn < 0.25 and valid + failed < requested:
-            return
-        self._drawn = now
-        done = valid + failed
-        elapsed = max(now - self.started, 1e-9)
-        rate = done / elapsed
-        left = requested - done
-        eta = _clock(left / rate) if rate > 0 and left > 0 else "-"
-        share = f" ({done / requested:.0%})" if requested else ""
-        say(
-            f"\r{valid:,} valid, {failed:,} failed of {requested:,}{share}, "
-            f"{rate:,.0f}/s, ETA {eta}   ",
-            end="",
-        )
-        self._shown = True
+        self.display.update(valid, failed, total=requested)
 
     def clear(self) -> None:
-        """End the live line so the summary starts on a fresh one."""
-        if self._shown:
-            say("")
-            self._shown = False
+        """End the live view so the summary starts on a clean screen."""
+        self.display.finish()
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds + 0.5)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 @dataclass(slots=True)
@@ -680,10 +661,13 @@ def _run(
             raise ConfigurationError("--failures -: stdout carries the records; name a file")
         if _same_file(failures_target, target):
             raise ConfigurationError("--failures and --output name the same file")
-    progress = Progress(quiet=args.quiet, requested=args.count or 0)
+    display = LiveDisplay(args.kind, noun="valid", quiet=args.quiet, every=args.progress_every)
+    progress = Progress(display, requested=args.count or 0)
     account = Account(stats={})
     try:
         with serve_job_metrics(args, synth):
+            metrics = None if synth is None else synth.metrics
+            display.start(args.count, metrics=metrics, ignore=_BY_DESIGN)
             if target.path is None:
                 to_stdout(Output.open(target.flag, "-"), progress, account)
                 done = account.rows + len(account.failures)
@@ -703,6 +687,8 @@ def _run(
                 f"{progress.valid:,} valid, {progress.failed:,} failed before the interrupt; "
                 f"{kept} the rows written"
             )
+        if synth is not None:
+            display.explain(synth.metrics(), ignore=_BY_DESIGN)
         raise
     finally:
         progress.clear()
@@ -713,6 +699,8 @@ def _run(
         out.close(End.COMPLETE)
     if not args.quiet:
         _summary(account, progress, target, synth)
+    if synth is not None:
+        display.explain(synth.metrics(), ignore=_BY_DESIGN)
     return 1 if args.strict and account.failures else 0
 
 
@@ -774,7 +762,7 @@ def _check_attributes(attributes: Mapping[str, Any], seed: int) -> None:
 async def _structured_file(
     synth: Synth, schema: dict[str, Any], options: dict[str, Any], path: str, progress: Progress
 ) -> Any:
-    async with synth:
+    async with synth, progress.display.ticking():
         return await synth.generate_structured(
             schema, sink=path, keep_records=False, progress=progress, **options
         )
@@ -800,7 +788,7 @@ async def _structured_stdout(
     def convert(result: Any) -> tuple[Mapping[str, Any] | None, Any]:
         return (row_of(result) if result.record is not None else None), result.failure
 
-    async with synth:
+    async with synth, progress.display.ticking():
         try:
             await _stream_rows(results, convert, output, progress, account)
         finally:
@@ -1092,7 +1080,7 @@ def _local_stdout(job: SequenceJob, output: Output, progress: Progress, account:
 async def _sequence_file(
     synth: Synth, method: str, call: dict[str, Any], path: str, progress: Progress
 ) -> Any:
-    async with synth:
+    async with synth, progress.display.ticking():
         generate = getattr(synth, method)
         return await generate(sink=path, keep_records=False, progress=progress, **call)
 
@@ -1112,7 +1100,7 @@ async def _sequence_stdout(
         for failure in dataset.failures:
             yield None, failure
 
-    async with synth:
+    async with synth, progress.display.ticking():
         await _stream_rows(rows, lambda pair: pair, output, progress, account)
 
 

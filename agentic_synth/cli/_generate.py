@@ -26,6 +26,7 @@ from ._common import (
     serve_job_metrics,
 )
 from ._inputs import PARAM_KEYS, FileSource, Input, Source, TemplateSource
+from ._live import LiveDisplay, add_progress_arguments, check_progress_arguments
 from ._output import FLUSH_SECONDS, End, Output
 from ._records import ROW_HELP, result_line
 from ._summary import Summary
@@ -58,6 +59,11 @@ input (--input FILE, '-' for stdin): one input per line, read as the job goes
 The output file is replaced only once the job produces: at its first success (failures
 before it are held back, up to --concurrency of them), or when it ends. A job refused at
 the start or stopped on its own (every key rejected) leaves an existing file as it was.
+
+Progress goes to stderr: a live view on a terminal (counts, rate, ETA, errors, cost, the
+cache's hit rate, the bottleneck analyzer's top finding), else a line every
+--progress-every seconds; at the end the summary and, when the analyzer finds a medium
+or high bottleneck, "why it was slow". -q silences all of it.
 
 exit status: 0 done; 1 with --strict when an input failed; 2 a usage, input, model or
 output problem; 130 on Ctrl-C (everything finished is written, in index order with
@@ -96,6 +102,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--strict", action="store_true", help="exit 1 if any input failed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+    add_progress_arguments(p)
     p.add_argument(
         "--dedup-prompts",
         type=float,
@@ -128,6 +135,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.drop_duplicates and args.dedup_outputs is None:
         raise ConfigurationError("--drop-duplicates needs --dedup-outputs JACCARD, e.g. 0.9")
     check_metrics_arguments(args)
+    check_progress_arguments(args)
 
 
 def _open_source(args: argparse.Namespace) -> Source:
@@ -165,11 +173,23 @@ def _run(args: argparse.Namespace, synth: Synth) -> int:
     source = _open_source(args)
     try:
         output = _open_output(args, source, synth.max_concurrency)
-        summary = Summary(quiet=args.quiet)
+        display = LiveDisplay("generate", quiet=args.quiet, every=args.progress_every)
+        summary = Summary(display)
+        total = None  # a file or stdin: not known ahead
+        if args.input is None:
+            total = _DEFAULT_COUNT if args.count is None else args.count
+        display.start(total, metrics=synth.metrics)
+        ended = False  # to its end or by Ctrl-C: then "why it was slow" is worth saying
         try:
             run_async(_generate, synth, source, output, args.ordered, summary)
+            ended = source.error is None
+        except KeyboardInterrupt:
+            ended = True
+            raise
         finally:
             summary.finish(synth)
+            if ended:
+                display.explain(synth.metrics())
     finally:
         if isinstance(source, FileSource):
             source.close()
@@ -190,6 +210,7 @@ async def _generate(
         async with synth, anyio.create_task_group() as tg:
             # a slow trickle of results still reaches the output every FLUSH_SECONDS
             tg.start_soon(output.flush_every, FLUSH_SECONDS)
+            tg.start_soon(summary.display.tick)  # a stalled job still shows its clock
             batch = synth.iter_batch(source.feed(inputs), ordered=ordered)
             async with batch:
                 async for index, result in batch:

@@ -41,6 +41,7 @@ from ..caching._cache import Cache
 from . import _load as _load_module
 from ._knee import find_knee
 from ._load import Api, Arrival, Load, ProgressHook, Recorder, run_load
+from ._metrics import MetricsSnapshot
 
 if TYPE_CHECKING:
     from .._synth import Synth
@@ -169,6 +170,8 @@ class RunResult:
     checkpoints: list[tuple[int, float]] = field(default_factory=list)
     #: Bytes the bench itself kept per request (its arrays).
     bookkeeping: float = 0.0
+    #: The engine's metrics at the run's end: what the bottleneck analysis reads.
+    metrics: MetricsSnapshot | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         total = self.figures["succeeded"] + self.figures["failed"]
@@ -378,6 +381,7 @@ class _Bench:
             latencies,
             recorder.checkpoints,
             recorder.nbytes() / max(1, len(recorder.starts)),
+            metrics=engine,
         )
 
     async def suite(self, name: str) -> SuiteResult:
@@ -513,7 +517,8 @@ async def run_bench(
     """Run every suite of ``config`` once, in order (one repeat).
 
     ``on_progress`` is called about twice a second while a run goes, with the run's
-    label, counts and the engine's live metrics: the place for a live display.
+    label, counts and the engine's live metrics, and once when it ends (``final``):
+    the place for a live display.
     """
     bench = _Bench(config, make, on_progress)
     suites = {name: await bench.suite(name) for name in config.suites}

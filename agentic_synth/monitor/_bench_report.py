@@ -10,6 +10,9 @@ environment). Keys of the JSON:
 * ``suites``: per suite, its headline ``figures``, ``details`` (knee, cache
   comparison, RSS curve) and ``runs`` (the load, figures, a throughput/in-flight
   ``timeline`` and up to ``samples_limit`` per-request ``samples``), last repeat;
+* ``analysis``: per run of the last repeat (by label), the bottleneck analyzer's
+  report on the engine's metrics at the run's end, with the ``suite`` and the kinds
+  ``set_aside`` as the suite's own design (the latency suite's concurrency of 1);
 * ``configuration``, ``environment``, ``definitions``, and ``profile``, ``gate``
   and ``checks`` when asked for.
 """
@@ -19,12 +22,23 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ._analyzer import AnalysisReport, Bottleneck, BottleneckAnalyzer, Evidence
 from ._bench import GATE_FIGURES, Measurement, median_figures
 from ._load import METRIC_DEFINITIONS
 
-__all__ = ["SCHEMA", "build_report", "format_seconds", "render_markdown", "render_summary"]
+__all__ = [
+    "SCHEMA",
+    "RunAnalysis",
+    "analyze_runs",
+    "build_report",
+    "by_design",
+    "format_seconds",
+    "render_markdown",
+    "render_summary",
+]
 
 SCHEMA = "agentic-synth/bench/1"
 
@@ -80,6 +94,67 @@ def _figure(name: str, value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+# -- the bottleneck analysis of each run ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunAnalysis:
+    """The analyzer's report on one run, less what the suite causes on purpose."""
+
+    suite: str
+    report: AnalysisReport
+    #: Kinds found but set aside: the suite's design, not a problem to fix.
+    set_aside: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, **self.report.to_dict(), "set_aside": list(self.set_aside)}
+
+
+def by_design(label: str, *, closed_loop: bool) -> frozenset[str]:
+    """The kinds of bottleneck the run ``label`` has on purpose: the latency suite's
+    closed loop and the sweep's levels fix the concurrency, the cache suite's first run
+    goes without a cache. Advice to change either is noise."""
+    if label.startswith("concurrency ") or (label == "latency" and closed_loop):
+        return frozenset({"concurrency"})
+    if label == "cache off":
+        return frozenset({"cache"})
+    return frozenset()
+
+
+def analyze_runs(
+    measurement: Measurement, analyzer: BottleneckAnalyzer | None = None
+) -> dict[str, RunAnalysis]:
+    """Per run (by label), the analysis of the engine's metrics at its end."""
+    analyzer = analyzer or BottleneckAnalyzer()
+    out: dict[str, RunAnalysis] = {}
+    for name, suite in measurement.suites.items():
+        for run in suite.runs:
+            if run.metrics is None:
+                continue
+            full = analyzer.analyze(run.metrics)
+            design = by_design(run.label, closed_loop=run.load.rate is None)
+            kept = tuple(b for b in full.bottlenecks if b.kind not in design)
+            aside = tuple(dict.fromkeys(b.kind for b in full.bottlenecks if b.kind in design))
+            report = AnalysisReport(bool(kept), kept, full.signals)
+            out[run.label] = RunAnalysis(name, report, aside)
+    return out
+
+
+def analysis_from_dict(data: Mapping[str, Any]) -> AnalysisReport:
+    """An :class:`AnalysisReport` back from its ``to_dict()`` (bench.json alone renders)."""
+    bottlenecks = tuple(
+        Bottleneck(
+            b["kind"],
+            b["severity"],
+            float(b["impact"]),
+            tuple(Evidence(**e) for e in b["evidence"]),
+            b["recommendation"],
+        )
+        for b in data.get("bottlenecks", ())
+    )
+    return AnalysisReport(bool(data.get("detected")), bottlenecks, dict(data.get("signals", {})))
+
+
 def build_report(
     *,
     measurements: Sequence[Measurement],
@@ -103,6 +178,7 @@ def build_report(
         "environment": dict(environment),
         "samples_limit": samples_limit,
         "definitions": dict(METRIC_DEFINITIONS),
+        "analysis": {label: a.to_dict() for label, a in analyze_runs(last).items()},
     }
     if profile is not None:
         report["profile"] = dict(profile)
@@ -323,6 +399,8 @@ def render_markdown(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str
     for name, suite in report["suites"].items():
         lines += ["", f"## {name}", "", _SUITE_INTRO[name], ""]
         lines += _suite_markdown(name, suite)
+    if report.get("analysis"):
+        lines += ["", *_analysis_markdown(report["analysis"])]
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.removesuffix('.png').replace('_', ' ')}]({p})" for p in plots]
@@ -433,6 +511,20 @@ def _suite_markdown(name: str, suite: Mapping[str, Any]) -> list[str]:
             "",
         ]
     lines += _table(["figure", "value", "definition"], rows)
+    return lines
+
+
+def _analysis_markdown(analysis: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "## Why it was slow",
+        "",
+        "The bottleneck analyzer on the engine's metrics at the end of each run, findings "
+        "ranked by the share of the run's time their fix would give back.",
+    ]
+    for label, data in analysis.items():
+        aside = data.get("set_aside") or []
+        note = f" ({', '.join(aside)}: set aside, the suite's design)" if aside else ""
+        lines += ["", f"**{label}**{note}", "", analysis_from_dict(data).render()]
     return lines
 
 

@@ -475,9 +475,12 @@ class Progress:
     finished: int
     failed: int
     metrics: MetricsSnapshot
+    #: The run has ended: the last call, with its final counts.
+    final: bool = False
 
 
-#: Called every ``progress_interval`` seconds while a run goes (a live display).
+#: Called every ``progress_interval`` seconds while a run goes, and once at its end
+#: (``final``): a live display.
 ProgressHook = Callable[[Progress], None]
 
 
@@ -535,6 +538,8 @@ async def run_load(
         raise single_error(group) from None  # "every key rejected", not a group around it
     for index, result in enumerate(results):
         _record(recorder, index, result, ended=False)
+    if on_progress is not None:
+        _progress(synth, recorder, label, on_progress, final=True)
 
 
 def _record(recorder: Recorder, index: int, result: Result, *, ended: bool = True) -> None:
@@ -591,14 +596,21 @@ async def _report_progress(
 ) -> None:
     while True:
         await anyio.sleep(interval)
-        metrics = synth.metrics()
-        hook(
-            Progress(
-                label=label,
-                elapsed=recorder.now(),
-                started=len(recorder.starts),
-                finished=metrics.succeeded + metrics.failed,
-                failed=metrics.failed,
-                metrics=metrics,
-            )
+        _progress(synth, recorder, label, hook)
+
+
+def _progress(
+    synth: Synth, recorder: Recorder, label: str, hook: ProgressHook, *, final: bool = False
+) -> None:
+    metrics = synth.metrics()
+    hook(
+        Progress(
+            label=label,
+            elapsed=recorder.now(),
+            started=len(recorder.starts),
+            finished=metrics.succeeded + metrics.failed,
+            failed=metrics.failed,
+            metrics=metrics,
+            final=final,
         )
+    )
