@@ -18,10 +18,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import Generic, Protocol, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 __all__ = ["Governor", "InOrder", "InputFeed", "Timings", "run_workers", "single_error"]
 
 T = TypeVar("T")
+#: A worker yields to the event loop at least once per this many inputs.
+_YIELD_EVERY = 32
 R = TypeVar("R")
 
 
@@ -199,7 +202,13 @@ async def run_workers(
         """Pull, process and hand on inputs until the feed is exhausted; the plain
         path (no timings, no governor) awaits nothing it does not need."""
         governed = governor is not None
+        done = 0
         while True:
+            done += 1
+            if done % _YIELD_EVERY == 0:
+                # inputs answered without suspending (cache hits, an instant model) would
+                # otherwise hold the event loop: let other tasks (probes, a display) run
+                await anyio.lowlevel.checkpoint()
             if timings is not None:
                 if admit is not None or window is not None:
                     await gates()

@@ -330,11 +330,16 @@ class Synth:
         specs = {s.name: s for s in self._specs}
 
         async def call(request: Request, sample: int) -> Result:
+            # a dataset sends the same request for different samples on purpose: it is
+            # not a repeat a cache should serve
             if cache is not None:
                 return await cache.fetch(
-                    request, None, lambda: send(router, request, None), sample=sample
+                    request,
+                    None,
+                    lambda: send(router, request, None, sampled=True),
+                    sample=sample,
                 )
-            return await send(router, request, None)
+            return await send(router, request, None, sampled=True)
 
         def price(completion: Completion) -> float:
             spec = specs.get(completion.model)
@@ -394,13 +399,16 @@ class Synth:
     def _params_for(self, params: Mapping[str, Any]) -> GenerationParams:
         return GenerationParams.from_kwargs(self._params, **params) if params else self._params
 
-    async def _send(self, router: Router, request: Request, index: int | None) -> Result:
+    async def _send(
+        self, router: Router, request: Request, index: int | None, *, sampled: bool = False
+    ) -> Result:
         """One request to its one result (a Completion, or a Failure record); only a
-        job-stopping error escapes. Metrics are recorded here."""
+        job-stopping error escapes. Metrics are recorded here; ``sampled``: a request
+        repeated on purpose (a dataset's samples), left out of repeat detection."""
         metrics = self._metrics
         started = self._clock()
         metrics.request_started()
-        if metrics.detailed:
+        if metrics.detailed and not sampled:
             metrics.sent(request)
         try:
             routed = await router.complete(request)

@@ -195,3 +195,24 @@ def test_report_renders_and_serialises() -> None:
     assert "attempts that were retries: 0.231 (>= 0.1, whole run)" in text
     assert report.to_dict()["bottlenecks"][1]["kind"] == "faults"
     assert BottleneckAnalyzer().analyze(snapshot()).render() == "no bottleneck detected"
+
+
+async def test_a_datasets_intended_samples_are_not_repeats() -> None:
+    """A structured job asks the same request for different samples on purpose: no
+    advice to share one answer between them (that would make every record the same)."""
+    from agentic_synth.datasets import builtin_schema
+
+    async with Synth([sim(0.001)], max_concurrency=16) as engine:
+        await engine.generate_structured(builtin_schema("users"), count=300)
+        report = engine.analyze()
+    assert engine.metrics().repeat_rate is None
+    assert all(b.kind != "cache" for b in report.bottlenecks)
+
+
+async def test_instant_answers_still_let_the_loop_run() -> None:
+    """Workers whose inputs never suspend (an instant model) yield now and then, so the
+    loop probe keeps running: lag stays far below the job's length."""
+    async with Synth([sim()], max_concurrency=64) as engine:
+        await engine.generate_batch(prompts(60_000), max_tokens=16)
+        s = engine.metrics()
+    assert s.loop_lag_max is not None and s.loop_lag_max < 0.25 * s.elapsed
