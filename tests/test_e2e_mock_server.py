@@ -164,3 +164,17 @@ async def test_wrong_key_everywhere_stops_the_batch_with_a_clear_error(
     for text in (str(info.value), repr(info.value), caplog.text, snapshot, repr(synth)):
         assert "sk-ant-test-key" not in text and "sk-test" not in text  # ...without keys
     assert sum(srv.stats.requests.values()) < 100  # stopped, not a million 401s
+
+
+async def test_waits_for_a_pooled_connection_are_their_own_stage() -> None:
+    """More concurrent generate() calls than connections (max_concurrency=2 sizes the
+    pool): the queueing shows as ``pool`` time, not as the provider's."""
+    async with servers(SimConfig(latency=0.05)) as (server,):
+        async with Synth([openai(server)], max_concurrency=2) as synth:
+            async with anyio.create_task_group() as tg:
+                for i in range(8):
+                    tg.start_soon(synth.generate, f"question {i}")
+            waits = synth.metrics().waits
+    # 8 calls over 2 connections of 50 ms each: 4 waves, the later ones queued
+    assert waits["pool"] >= 0.2
+    assert waits["provider"] == pytest.approx(8 * 0.05, rel=0.5)

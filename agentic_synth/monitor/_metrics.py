@@ -39,8 +39,9 @@ __all__ = ["STAGES", "Metrics", "MetricsSnapshot"]
 #: Where a request's time goes, in path order: waiting for input to pull, for the
 #: memory governor, for a job-wide pause (no deployment can serve), for client-side
 #: rate limits and max_in_flight, for a breaker or throttle to reopen, in retry
-#: backoff, at the provider (each attempt's call), and for the consumer to take the
-#: result (output backpressure).
+#: backoff, for a pooled connection (all busy; the lean HTTP transport reports it),
+#: at the provider (each attempt's call, less the pool wait), and for the consumer to
+#: take the result (output backpressure).
 STAGES = (
     "input",
     "memory",
@@ -48,6 +49,7 @@ STAGES = (
     "rate_limit",
     "breaker",
     "backoff",
+    "pool",
     "provider",
     "output",
 )
@@ -225,6 +227,8 @@ class Metrics:
         self.cache_probe: Callable[[], dict[str, Any]] | None = None
         #: The memory governor's state, when there is a memory limit.
         self.memory_probe: Callable[[], dict[str, Any]] | None = None
+        #: Seconds requests queued for a pooled connection (from the providers).
+        self.pool_probe: Callable[[], float] | None = None
         #: Called with each finished request's figures (OpenTelemetry, for one):
         #: ``(latency, error or None, ttft, output_tokens, model, input_tokens)``;
         #: a failure's latency is its time to failing (or None).
@@ -416,6 +420,14 @@ class Metrics:
 
     # -- reading ----------------------------------------------------------------
 
+    def _waits(self) -> dict[str, float]:
+        waits = dict(self.waits)
+        if self.detailed and self.pool_probe is not None:
+            pool = self.pool_probe()  # inside the attempts' time: moved out of it
+            waits["pool"] = pool
+            waits["provider"] = max(0.0, waits["provider"] - pool)
+        return waits
+
     def snapshot(self) -> MetricsSnapshot:
         now = self._clock()
         elapsed = max(now - self.started_at, 1e-9)
@@ -487,7 +499,7 @@ class Metrics:
             tpot_p99=self.tpot.percentile(0.99),
             itl_p50=self.itl.percentile(0.5),
             itl_p99=self.itl.percentile(0.99),
-            waits=dict(self.waits),
+            waits=self._waits(),
             in_flight_mean=area / elapsed,
             concurrency_cap=self.concurrency_cap,
             at_cap=min(1.0, at_cap / elapsed),

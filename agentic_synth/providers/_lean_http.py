@@ -583,6 +583,8 @@ class LeanHTTPClient:
         self._opening = 0
         #: Oldest first; each gets a released connection, or ``None``: a slot to open one in.
         self._waiters: deque[asyncio.Future[_Conn | None]] = deque()
+        #: Seconds requests spent queued for a connection (all busy), for monitoring.
+        self.pool_wait_seconds = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -623,10 +625,12 @@ class LeanHTTPClient:
                 return await self._open(loop, deadline), False
         waiter: asyncio.Future[_Conn | None] = loop.create_future()
         self._waiters.append(waiter)
+        queued = loop.time()
         try:
             async with asyncio.timeout_at(deadline):
                 conn_or_slot = await waiter
         except BaseException as exc:
+            self.pool_wait_seconds += loop.time() - queued
             if waiter.done() and not waiter.cancelled():
                 self._pass_on(waiter.result())  # given to us as we gave up: the next one's
             else:
@@ -640,6 +644,7 @@ class LeanHTTPClient:
                     "deadline",
                 ) from None
             raise
+        self.pool_wait_seconds += loop.time() - queued
         if conn_or_slot is not None:
             if conn_or_slot.usable():
                 return conn_or_slot, True

@@ -267,6 +267,7 @@ class OpenAIProvider:
         self._schema_strict = False
         self._origin: AiohttpOrigin | None = None
         self._lean: LeanHTTPClient | None = None
+        self._pool_waited = 0.0  # pool waits of lean clients since closed
         self._loop: asyncio.AbstractEventLoop | None = None
         cache = prompt_cache or PromptCacheConfig()
         self._prompt_cache: PromptCache | None = None
@@ -285,6 +286,13 @@ class OpenAIProvider:
             f"OpenAIProvider(url={self._shown!r}, max_connections={self._max_connections}, "
             f"transport={self.transport!r})"
         )
+
+    @property
+    def pool_wait_seconds(self) -> float:
+        """Seconds requests queued for a pooled connection (lean transport; the aiohttp
+        path does not tell), read by the engine's monitoring."""
+        live = 0.0 if self._lean is None else self._lean.pool_wait_seconds
+        return self._pool_waited + live
 
     def _lean_client(self) -> LeanHTTPClient:
         loop = asyncio.get_running_loop()
@@ -321,6 +329,7 @@ class OpenAIProvider:
             await origin.aclose()
         lean, self._lean = self._lean, None
         if lean is not None:
+            self._pool_waited += lean.pool_wait_seconds
             await lean.aclose()
 
     def _tokens_field(self, model: str) -> MaxTokensField:

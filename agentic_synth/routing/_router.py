@@ -287,6 +287,10 @@ class Router:
         #: (see :meth:`admit`) instead of each failing at once.
         self._paused_until = _NEVER
         metrics.model_probes.append(self._model_state)
+        providers = list({id(s.provider): s.provider for s in self._slots}.values())
+        metrics.pool_probe = lambda: sum(
+            float(getattr(p, "pool_wait_seconds", 0.0)) for p in providers
+        )
 
     # -- introspection -------------------------------------------------------------
 
