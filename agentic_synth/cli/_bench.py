@@ -15,6 +15,7 @@ FAIL lines and the bottleneck analysis ("why it was slow") go to stderr.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -29,12 +30,16 @@ from .._synth import Synth
 from ..caching._cache import Cache
 from ..monitor._bench import (
     DEFAULT_SWEEP,
+    GATE_FIGURES,
     SAMPLE_LIMIT,
     SUITES,
     BenchConfig,
     Measurement,
     environment,
+    figure_suites,
+    measured_figures,
     median_figures,
+    median_headline,
     profile_suite,
     run_bench,
 )
@@ -46,12 +51,15 @@ from ..monitor._bench_report import (
     render_summary,
 )
 from ..monitor._gate import (
+    Baseline,
     Thresholds,
     gate,
     load_baseline,
     load_thresholds,
     machine_environment,
+    min_repeats,
     save_baseline,
+    smallest_p_value,
 )
 from ..monitor._load import ARRIVALS, Progress, ProgressHook
 from ..monitor._plots import planned_plots, render_plots, require_matplotlib
@@ -73,7 +81,7 @@ suites (several run in the order given; default: throughput):
   throughput    closed loop at -c (open loop with --rate): req/s, output tokens/s, CPU/request
   latency       one request at a time (or --rate): latency without queueing in the client
   memory        the throughput workload through iter_batch (which keeps no result), RSS
-                sampled: peak RSS, RSS growth per 1,000 requests
+                sampled: the run's own peak RSS, RSS growth per 1,000 requests
   cache         Zipf-repeated prompts (--seed), without then with an in-memory cache: hit
                 rate, speedup
   concurrency   closed loop at each --sweep level ({",".join(map(str, DEFAULT_SWEEP))}): the knee,
@@ -97,6 +105,7 @@ was slow" for each run with a finding of medium or high severity. -q: neither.
 latency_cdf.png, timeline.png, throughput_vs_concurrency.png. --check FILE gates on
 absolute thresholds and --baseline FILE on regressions (a one-sided Mann-Whitney U test
 over --repeats samples per figure, confirmed by a rerun); --update-baseline records one.
+Their figure names and the repeats are checked against the suites before anything runs.
 
 exit status: 0 within the thresholds; 1 a threshold or the gate failed; 2 a usage problem
 (one line on stderr; nothing was sent, an existing report is as it was).
@@ -168,7 +177,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--json",
         metavar="FILE",
-        help="also write the first suite's figures as one JSON object (the format before --out)",
+        help="also write the first suite's figures as one JSON object (the format before "
+        "--out); with --repeats N > 1, each number is the median of the N repeats",
     )
     p.add_argument(
         "--plots",
@@ -395,6 +405,11 @@ class _Engine:
             yield
 
     @property
+    def simulator(self) -> bool:
+        """Every model is an in-process sim: one (what ``cpu_vs_simulator`` needs)."""
+        return self.mock is None and all(s.provider == "sim" for s in self.specs)
+
+    @property
     def target(self) -> str:
         if self.mock is not None:
             return f"openai:{_MOCK_MODEL} on synth mock-server in its own process"
@@ -448,7 +463,15 @@ class _RunView:
 async def _repeat(
     config: BenchConfig, engine: _Engine, repeats: int, hook: ProgressHook | None
 ) -> list[Measurement]:
-    return [await run_bench(config, engine.make, on_progress=hook) for _ in range(repeats)]
+    """The reports need every repeat's figures but only the last one's runs: an earlier
+    repeat's runs are dropped before the next starts (so its memory suite's peak does
+    not grow with the repeats before it)."""
+    out: list[Measurement] = []
+    for _ in range(repeats):
+        if out:
+            out[-1] = out[-1].figures_only()
+        out.append(await run_bench(config, engine.make, on_progress=hook))
+    return out
 
 
 def _measure(
@@ -465,11 +488,93 @@ def _samples(measurements: Sequence[Measurement]) -> dict[str, list[float | None
     return {name: [figures.get(name) for figures in per_repeat] for name in names}
 
 
-class _Gate:
-    """``--check`` / ``--baseline`` / ``--update-baseline``, files read up front."""
+def _measured_by(figure: str) -> str:
+    suites = figure_suites(figure)
+    if set(suites) == set(SUITES):
+        return "every suite measures it"
+    return f"the {' or '.join(suites)} suite measures it"
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.thresholds = (
+
+def _unknown(figure: str) -> str:
+    # 0.75: a typo (latency_99), not another figure of a similar shape (itl_p50, ttft_p50)
+    close = difflib.get_close_matches(figure, GATE_FIGURES, n=1, cutoff=0.75)
+    if close:
+        return f"not a figure the gate reads; did you mean {close[0]} ({_measured_by(close[0])})?"
+    return f"not a figure the gate reads; choose from {', '.join(GATE_FIGURES)}"
+
+
+def _unmeasured(figure: str, suites: Sequence[str], simulator: bool) -> str:
+    if figure == "cpu_vs_simulator" and not simulator:
+        return (
+            "measured on the simulator only (CPU per request against the bare simulator's); "
+            "bench a sim: model without --mock-server"
+        )
+    needed = figure_suites(figure)
+    return (
+        f"{_measured_by(figure)}, and this run leaves it out; add it: "
+        f"synth bench {' '.join((*suites, needed[0]))}"
+    )
+
+
+def _short_why(figure: str, simulator: bool) -> str:
+    if figure not in GATE_FIGURES:
+        return "not a figure the gate reads"
+    if figure == "cpu_vs_simulator" and not simulator:
+        return "measured on the simulator only"
+    return f"the {' or '.join(figure_suites(figure))} suite"
+
+
+def _gate_figures(
+    thresholds: Thresholds,
+    baseline: Baseline | None,
+    baseline_name: str | None,
+    suites: Sequence[str],
+    simulator: bool,
+) -> Thresholds:
+    """Every figure the gate will read, checked against what ``suites`` measure before
+    anything runs: a typo, or a figure no chosen suite measures, would otherwise fail
+    only after every repeat. Default limits (no [thresholds] table) are kept only on
+    figures this run measures."""
+    measured = measured_figures(suites, simulator=simulator)
+    if thresholds.default_limits:
+        kept = tuple(t for t in thresholds.limits if t.figure in measured)
+        thresholds = replace(thresholds, limits=kept)
+    source = thresholds.source or "--check"
+    named: dict[str, str] = {}  # figure -> where it is named
+    for limit in thresholds.limits:
+        named.setdefault(limit.figure, f"{source}: [thresholds] {limit.figure}")
+    for figure in thresholds.figures_for_regression or ():
+        named.setdefault(figure, f"{source}: [regression] figures: {figure}")
+    problems = []
+    for figure, where in named.items():
+        if figure not in GATE_FIGURES:
+            problems.append(f"{where}: {_unknown(figure)}")
+        elif figure not in measured:
+            problems.append(f"{where}: {_unmeasured(figure, suites, simulator)}")
+    if baseline is not None and thresholds.figures_for_regression is None:
+        # each figure of the baseline is compared, so each must be measured
+        unmeasured: dict[str, list[str]] = {}  # why -> figures
+        for figure in baseline.figures:
+            if figure not in measured:
+                unmeasured.setdefault(_short_why(figure, simulator), []).append(figure)
+        if unmeasured:
+            listed = "; ".join(f"{', '.join(fs)} ({why})" for why, fs in unmeasured.items())
+            problems.append(
+                f"--baseline {baseline_name} holds figures this run does not measure: {listed}; "
+                "add the suite, name the figures to compare in [regression] figures of "
+                "--check FILE, or rerun with --update-baseline"
+            )
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    return thresholds
+
+
+class _Gate:
+    """``--check`` / ``--baseline`` / ``--update-baseline``, files read and checked
+    against the suites up front."""
+
+    def __init__(self, args: argparse.Namespace, suites: Sequence[str], simulator: bool) -> None:
+        thresholds = (
             load_thresholds(args.check) if args.check is not None else Thresholds(limits=())
         )
         self.update = args.baseline if args.update_baseline else None
@@ -480,14 +585,58 @@ class _Gate:
             if args.baseline is not None and not args.update_baseline
             else None
         )
+        self.thresholds = _gate_figures(thresholds, self.baseline, args.baseline, suites, simulator)
+        self.repeats: int = args.repeats or self.thresholds.repeats
+        self._check_repeats(args)
+
+    def _check_repeats(self, args: argparse.Namespace) -> None:
+        """Refuse repeats too few for the U test to ever reach alpha (the check
+        :func:`load_thresholds` makes on its own ``repeats``): such a gate passes
+        whatever regressed."""
+        t, n = self.thresholds, self.repeats
+        alpha = t.alpha
+        if args.repeats is not None:
+            given = f"--repeats {n}"
+        elif t.source is not None:
+            given = f"[regression] repeats = {n} of {t.source}"
+        else:
+            given = f"the default {n} repeats"
+        if self.baseline is not None:
+            figures = self.baseline.figures
+            compared = t.figures_for_regression or tuple(figures)
+            sizes = [len(figures[f]) for f in compared if f in figures]
+            if not sizes:
+                return
+            m = min(sizes)
+            floor = smallest_p_value(n, m)
+            if floor > alpha:
+                fix = f"use --repeats {min_repeats(alpha, m)} or more"
+                if m < min_repeats(alpha):
+                    fix += f", or record a baseline of {min_repeats(alpha)} repeats or more"
+                raise ConfigurationError(
+                    f"{given} against the {m} samples per figure of {args.baseline} can never "
+                    f"show a regression at alpha = {alpha:g} (the smallest one-sided p-value "
+                    f"is {floor:.3g}); {fix}"
+                )
+        elif self.update is not None and smallest_p_value(n, n) > alpha:
+            raise ConfigurationError(
+                f"{given} would record a baseline against which {n} repeats can never show "
+                f"a regression at alpha = {alpha:g} (the smallest one-sided p-value is "
+                f"{smallest_p_value(n, n):.3g}); use --repeats {min_repeats(alpha)} or more"
+            )
 
     def run(
         self, config: BenchConfig, engine: _Engine, repeats: int, hook: ProgressHook | None
-    ) -> tuple[list[Measurement], dict[str, Any], bool]:
-        """Measure through the gate; ``(first measurements, report, passed)``."""
+    ) -> tuple[list[Measurement], Measurement, dict[str, Any], bool]:
+        """Measure through the gate; ``(first measurements, the last repeat run, report,
+        passed)``: the runs of a confirming rerun's last repeat when there was one."""
         calls: list[list[Measurement]] = []
 
         def measure() -> Mapping[str, Sequence[float | None]]:
+            if calls:  # a rerun starts on what the first run's repeats start on
+                last = calls[-1][-1]
+                calls[-1][-1] = last.figures_only()
+                del last
             calls.append(_measure(config, engine, repeats, hook))
             return _samples(calls[-1])
 
@@ -502,7 +651,7 @@ class _Gate:
                 text += f"\nbaseline written to {self.update}"
             else:
                 text += f"\nbaseline {self.update} not updated: the run failed the thresholds"
-        return calls[0], {**report.to_dict(), "text": text}, report.passed
+        return calls[0], calls[-1][-1], {**report.to_dict(), "text": text}, report.passed
 
 
 def _check_figures(args: argparse.Namespace, figures: Mapping[str, float]) -> list[str]:
@@ -558,8 +707,8 @@ def run(args: argparse.Namespace) -> int:
     engine = _Engine(args)
     config = _config(args, engine.settings.concurrency)
     gating = args.check is not None or args.baseline is not None
-    checker = _Gate(args) if gating else None
-    repeats = args.repeats or (checker.thresholds.repeats if checker is not None else 1)
+    checker = _Gate(args, config.suites, engine.simulator) if gating else None
+    repeats = checker.repeats if checker is not None else args.repeats or 1
     reports = _Reports(args, config.suites)
     display = LiveDisplay("bench", quiet=args.quiet, every=args.progress_every)
     hook = _RunView(display, config) if display.shows else None  # else no metrics read
@@ -569,22 +718,23 @@ def run(args: argparse.Namespace) -> int:
             gate_report: dict[str, Any] | None = None
             passed = True
             if checker is not None:
-                measurements, gate_report, passed = checker.run(config, engine, repeats, hook)
+                measurements, last, gate_report, passed = checker.run(config, engine, repeats, hook)
             else:
                 measurements = _measure(config, engine, repeats, hook)
+                last = measurements[-1]
             display.finish()
             profile = (
                 run_async(profile_suite, config, engine.make, config.suites[0])
                 if args.profile
                 else None
             )
-        report = _report(args, config, engine, repeats, measurements, profile, gate_report)
+        report = _report(args, config, engine, repeats, measurements, last, profile, gate_report)
         failures = report["checks"]["failures"] if "checks" in report else []
-        reports.write("--json", _json(measurements[-1].headline()))
+        reports.write("--json", _json(median_headline(measurements)))
         reports.write("bench.json", _json(report))
         reports.write("bench.md", render_markdown(report, reports.plot_names).encode())
         if reports.plot_names:
-            for name, png in render_plots(measurements[-1]).items():
+            for name, png in render_plots(last).items():
                 reports.write(name, png)
         end = End.COMPLETE
     finally:
@@ -599,7 +749,7 @@ def run(args: argparse.Namespace) -> int:
         print(summary, flush=True)
     for failure in failures:
         say(f"FAIL: {failure}")
-    for label, analysis in analyze_runs(measurements[-1]).items():
+    for label, analysis in analyze_runs(last).items():
         display.explain(analysis.report, run=label)
     return 1 if failures or not passed else 0
 
@@ -614,6 +764,7 @@ def _report(
     engine: _Engine,
     repeats: int,
     measurements: list[Measurement],
+    last: Measurement,
     profile: dict[str, Any] | None,
     gate_report: dict[str, Any] | None,
 ) -> dict[str, Any]:
@@ -635,8 +786,9 @@ def _report(
     figures = median_figures(m.gate_figures() for m in measurements)
     return build_report(
         measurements=measurements,
+        runs_of=last,
         configuration=configuration,
-        environment=environment(measurements[-1].event_loop),
+        environment=environment(last.event_loop),
         samples_limit=config.samples,
         profile=profile,
         gate=gate_report,

@@ -6,7 +6,7 @@ throughput     closed loop at ``concurrency`` (or open loop at ``rate``): req/s,
 latency        one request at a time (or open loop at ``rate``): the latency distribution
                without queueing in the client
 memory         the throughput workload through ``iter_batch`` (which keeps no result),
-               RSS sampled: peak RSS, RSS growth per 1,000 requests
+               RSS sampled: the run's own peak RSS, RSS growth per 1,000 requests
 cache          Zipf-repeated prompts (seeded), without then with an in-memory cache, in
                the same run: hit rate and speedup
 concurrency    closed loop at each ``sweep`` level: throughput against concurrency, and
@@ -29,13 +29,14 @@ import math
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..caching._cache import Cache
 from . import _load as _load_module
@@ -57,8 +58,12 @@ __all__ = [
     "RunResult",
     "SuiteResult",
     "environment",
+    "figure_suites",
+    "measured_figures",
+    "median_headline",
     "peak_rss_mb",
     "profile_suite",
+    "reset_peak_rss",
     "rss_mb",
     "run_bench",
     "zipf_prompts",
@@ -73,6 +78,8 @@ GATE_FIGURES = (
     "throughput",
     "cpu_vs_simulator",
     "latency_p50",
+    "latency_p90",
+    "latency_p95",
     "latency_p99",
     "cpu_us_per_request",
     "error_rate",
@@ -89,6 +96,8 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "cpu_vs_simulator": ("throughput",),
     "error_rate": ("throughput", "memory", "streaming", "cache", "latency", "concurrency"),
     "latency_p50": ("latency", "throughput", "memory", "streaming", "cache", "concurrency"),
+    "latency_p90": ("latency", "throughput", "memory", "streaming", "cache", "concurrency"),
+    "latency_p95": ("latency", "throughput", "memory", "streaming", "cache", "concurrency"),
     "latency_p99": ("latency", "throughput", "memory", "streaming", "cache", "concurrency"),
     "peak_rss_mb": ("memory",),
     "cache_hit_rate": ("cache",),
@@ -100,6 +109,9 @@ _ZIPF_S = 1.1
 #: Left out of a profile: the bench's own drivers.
 _OWN_FILES = frozenset({__file__, _load_module.__file__})
 _CHECKPOINTS = 50  # RSS readings in a memory run of known length
+_CLEAR_REFS = "/proc/self/clear_refs"
+#: VmHWM may exceed VmRSS by this much (KiB) right after a reset that worked.
+_RESET_SLACK_KB = 1024
 
 
 #: ``make(concurrency, cache)``: a fresh, unopened Synth for one run.
@@ -211,7 +223,8 @@ class Measurement:
     """One repeat: every suite asked for, in order."""
 
     suites: dict[str, SuiteResult]
-    #: The process's peak RSS at the end (startup and every suite included).
+    #: The process's peak RSS at the end (startup and every suite included; a memory
+    #: suite's reset of the high-water mark hides nothing of this repeat).
     peak_rss_mb: float | None
     event_loop: str
 
@@ -233,6 +246,57 @@ class Measurement:
         """The figures of the first suite: what ``--json`` writes, as before suites."""
         return next(iter(self.suites.values())).figures
 
+    def figures_only(self) -> Measurement:
+        """This repeat without its runs (samples, latencies, timelines, metrics): all a
+        repeat before the last needs to keep, so that the next repeat's memory suite
+        does not start on top of this one's arrays."""
+        suites = {
+            name: SuiteResult(name, suite.figures, [], {}) for name, suite in self.suites.items()
+        }
+        return Measurement(suites, self.peak_rss_mb, self.event_loop)
+
+
+def figure_suites(figure: str) -> tuple[str, ...]:
+    """The suites that measure gate figure ``figure`` (empty: not a gate figure)."""
+    return _SOURCES.get(figure, ())
+
+
+def measured_figures(suites: Iterable[str], *, simulator: bool = True) -> frozenset[str]:
+    """The :data:`GATE_FIGURES` a repeat of ``suites`` measures, known before it runs:
+    ``cpu_vs_simulator`` only on the simulator, ``peak_rss_mb`` always (without the
+    memory suite, the process's peak stands in)."""
+    chosen = set(suites)
+    out = {name for name in GATE_FIGURES if chosen.intersection(_SOURCES[name])}
+    if not simulator:
+        out.discard("cpu_vs_simulator")
+    out.add("peak_rss_mb")
+    return frozenset(out)
+
+
+def median_headline(measurements: Sequence[Measurement]) -> dict[str, Any]:
+    """The first suite's figures over the repeats, for ``--json``: one repeat's as they
+    are; of several, each number the median of the repeats that measured it (the
+    summary's figures), anything else (models, errors by class) the last repeat's."""
+    if len(measurements) == 1:
+        return measurements[0].headline()
+    heads = [m.headline() for m in measurements]
+    out: dict[str, Any] = {}
+    for name, last in heads[-1].items():
+        values = [h.get(name) for h in heads]
+        numbers = [v for v in values if _is_number(v)]
+        if not numbers or len(numbers) < sum(v is not None for v in values):
+            out[name] = last
+            continue
+        middle = statistics.median(numbers)
+        whole = all(isinstance(v, int) for v in numbers) and float(middle).is_integer()
+        out[name] = int(middle) if whole else middle
+    out["repeats"] = len(measurements)
+    return out
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
 
 # -- memory --------------------------------------------------------------------------
 
@@ -247,21 +311,49 @@ def rss_mb() -> float | None:
     return resident * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def peak_rss_mb() -> float | None:
-    """This process's peak resident set so far (MiB): VmHWM, else ru_maxrss."""
+def _status_kb(*keys: bytes) -> dict[bytes, int]:
+    """Fields of /proc/self/status in KiB (those present), read at one instant."""
+    out: dict[bytes, int] = {}
     try:
         with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                key = line.split(b":", 1)[0]
+                if key in keys:
+                    out[key] = int(line.split()[1])
     except (OSError, ValueError, IndexError):
-        pass
+        return {}
+    return out
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set (MiB) since it started or since
+    :func:`reset_peak_rss`: VmHWM, else ru_maxrss (which cannot be reset)."""
+    hwm = _status_kb(b"VmHWM").get(b"VmHWM")
+    if hwm is not None:
+        return hwm / 1024
     try:
         import resource
     except ImportError:  # Windows
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
+
+
+def reset_peak_rss() -> bool:
+    """Make VmHWM the current RSS, so :func:`peak_rss_mb` is the peak from now on.
+
+    Linux 4.0+: "5" written to /proc/self/clear_refs. False where that is missing or
+    not permitted (containers, other systems), or VmHWM did not drop to VmRSS: then
+    only RSS readings taken along the way tell a later peak from an earlier one.
+    """
+    try:
+        with open(_CLEAR_REFS, "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        return False
+    status = _status_kb(b"VmHWM", b"VmRSS")
+    hwm, rss = status.get(b"VmHWM"), status.get(b"VmRSS")
+    return hwm is not None and rss is not None and hwm <= rss + _RESET_SLACK_KB
 
 
 def _growth_per_1k(points: list[tuple[int, float]]) -> float | None:
@@ -336,6 +428,8 @@ class _Bench:
         self.make = make
         self.on_progress = on_progress
         self.collect = collect
+        #: The process's peak before a memory suite reset the high-water mark.
+        self.peak_before_reset: float | None = None
 
     async def run(
         self,
@@ -415,23 +509,43 @@ class _Bench:
         return SuiteResult("streaming", run.figures, [run])
 
     async def _memory(self) -> SuiteResult:
+        """The run's own peak: the high-water mark reset before it where the kernel
+        allows (exact), else the largest RSS reading along the way (a lower bound):
+        never the peak of a suite or repeat before it."""
         requests = self.config.requests
         every = max(1, requests // _CHECKPOINTS) if requests is not None else 200
+        if self.collect:
+            gc.collect()  # the garbage of the suites before is not this run's peak
+        before = peak_rss_mb()
+        reset = reset_peak_rss()
+        if reset and before is not None:
+            self.peak_before_reset = max(before, self.peak_before_reset or 0.0)
         start = rss_mb()
         # iter_batch keeps no result: what grows is the engine's, not a list of answers
         load = self.config.load(api="iter_batch")
         run = await self.run("memory", load, _distinct_prompts(), checkpoint=(every, rss_mb))
+        end = rss_mb()
+        readings = [mb for _, mb in run.checkpoints] + [v for v in (start, end) if v is not None]
+        sampled = max(readings, default=None)
+        peak = peak_rss_mb() if reset else sampled
         figures = dict(run.figures)
         figures.update(
             {
-                "peak_rss_mb": peak_rss_mb(),
+                "peak_rss_mb": peak,
                 "rss_start_mb": start,
-                "rss_end_mb": rss_mb(),
+                "rss_end_mb": end,
                 "rss_growth_mb_per_1k": _growth_per_1k(run.checkpoints),
                 "bench_mb_per_1k": run.bookkeeping * 1000 / 2**20,
             }
         )
-        details = {"rss_mb_by_requests": [[n, round(mb, 3)] for n, mb in run.checkpoints]}
+        details = {
+            "peak_rss": (
+                "VmHWM, reset before the run"
+                if reset
+                else f"the largest of {len(readings)} RSS readings (VmHWM could not be reset)"
+            ),
+            "rss_mb_by_requests": [[n, round(mb, 3)] for n, mb in run.checkpoints],
+        }
         return SuiteResult("memory", figures, [run], details)
 
     async def _cache(self) -> SuiteResult:
@@ -523,7 +637,8 @@ async def run_bench(
     bench = _Bench(config, make, on_progress)
     suites = {name: await bench.suite(name) for name in config.suites}
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    return Measurement(suites, peak_rss_mb(), loop)
+    peaks = [p for p in (bench.peak_before_reset, peak_rss_mb()) if p is not None]
+    return Measurement(suites, max(peaks, default=None), loop)
 
 
 async def profile_suite(

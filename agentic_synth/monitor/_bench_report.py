@@ -9,7 +9,8 @@ environment). Keys of the JSON:
   same figures, one object per repeat (what ``--check`` compares);
 * ``suites``: per suite, its headline ``figures``, ``details`` (knee, cache
   comparison, RSS curve) and ``runs`` (the load, figures, a throughput/in-flight
-  ``timeline`` and up to ``samples_limit`` per-request ``samples``), last repeat;
+  ``timeline`` and up to ``samples_limit`` per-request ``samples``), last repeat
+  (run last: a confirming rerun's);
 * ``analysis``: per run of the last repeat (by label), the bottleneck analyzer's
   report on the engine's metrics at the run's end, with the ``suite`` and the kinds
   ``set_aside`` as the suite's own design (the latency suite's concurrency of 1);
@@ -158,6 +159,7 @@ def analysis_from_dict(data: Mapping[str, Any]) -> AnalysisReport:
 def build_report(
     *,
     measurements: Sequence[Measurement],
+    runs_of: Measurement | None = None,
     configuration: Mapping[str, Any],
     environment: Mapping[str, Any],
     samples_limit: int,
@@ -165,9 +167,11 @@ def build_report(
     gate: Mapping[str, Any] | None = None,
     checks: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The JSON report of one bench: ``measurements`` are its repeats, in order."""
+    """The JSON report of one bench: ``measurements`` are its repeats, in order;
+    ``runs_of`` the repeat whose suites and runs it details (default: the last; the
+    gate's confirming rerun keeps only its own last repeat whole)."""
     per_repeat = [m.gate_figures() for m in measurements]
-    last = measurements[-1]
+    last = measurements[-1] if runs_of is None else runs_of
     report: dict[str, Any] = {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -466,7 +470,16 @@ def _suite_markdown(name: str, suite: Mapping[str, Any]) -> list[str]:
     if name == "memory":
         growth = figures.get("rss_growth_mb_per_1k")
         rows += [
-            ["peak RSS", _mb(figures.get("peak_rss_mb")), "VmHWM (ru_maxrss): the process so far"],
+            [
+                "peak RSS",
+                _mb(figures.get("peak_rss_mb")),
+                (
+                    "the highest RSS during this run alone, earlier suites and repeats "
+                    f"excluded: {details['peak_rss']}"
+                    if "peak_rss" in details
+                    else "VmHWM (ru_maxrss): the process so far"  # a report of an older version
+                ),
+            ],
             [
                 "RSS growth",
                 ("-" if growth is None else f"{growth:+.3f} MB") + " per 1,000 requests",

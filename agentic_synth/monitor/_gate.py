@@ -39,7 +39,8 @@ another machine says little about throughput or latency.
 
 The thresholds file (``--check``), TOML; every table and key is optional::
 
-    [thresholds]              # absent: the defaults below; empty: no absolute limits
+    [thresholds]              # absent: the defaults below (synth bench keeps those on
+                              # figures its suites measure); empty: no absolute limits
     latency_p99 = "< 1.0"     # seconds; the figure's own unit
     throughput = "> 10"       # requests per second
     peak_rss_mb = "< 400"
@@ -108,8 +109,10 @@ __all__ = [
     "load_thresholds",
     "machine_environment",
     "mann_whitney_u",
+    "min_repeats",
     "parse_thresholds",
     "save_baseline",
+    "smallest_p_value",
 ]
 
 Op: TypeAlias = Literal["<", "<=", ">", ">="]
@@ -261,6 +264,9 @@ class Thresholds:
     directions: Mapping[str, Better] = field(default_factory=dict, hash=False)
     #: The file it was read from, for messages.
     source: str | None = None
+    #: The file has no [thresholds] table, so ``limits`` are :data:`DEFAULT_THRESHOLDS`:
+    #: a caller may keep only those on figures it measures.
+    default_limits: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -408,6 +414,7 @@ def parse_thresholds(data: Mapping[str, Any], name: str = "thresholds") -> Thres
             p.add("", f"unknown table [{key}]{_suggest(key, _TABLES, 'tables')}")
     limits = DEFAULT_THRESHOLDS
     raw = data.get("thresholds")
+    default_limits = raw is None
     if raw is not None:
         if isinstance(raw, Mapping):
             limits = tuple(_limits(p, raw))
@@ -430,7 +437,7 @@ def parse_thresholds(data: Mapping[str, Any], name: str = "thresholds") -> Thres
                 )
     if p.problems:
         raise ConfigurationError("\n".join(p.problems))
-    return Thresholds(limits=limits, source=name, **settings)
+    return Thresholds(limits=limits, source=name, default_limits=default_limits, **settings)
 
 
 def _limits(p: _Problems, table: Mapping[str, Any]) -> Iterable[Threshold]:
@@ -524,7 +531,7 @@ def _regression(p: _Problems, table: Mapping[str, Any]) -> dict[str, Any]:
     alpha = out.get("alpha", 0.01)
     floor = _smallest_p(repeats, repeats)
     if floor > alpha:
-        enough = next(n for n in range(1, 1000) if _smallest_p(n, n) <= alpha)
+        enough = min_repeats(alpha)
         p.add(
             f"{where} repeats",
             f"{repeats} repeats against {repeats} can never reach alpha = {alpha:g} (the "
@@ -567,6 +574,24 @@ def _exact_sf(u: float, n1: int, n2: int) -> float:
 def _smallest_p(n1: int, n2: int) -> float:
     """The smallest one-sided p-value n1 vs n2 samples without ties can give."""
     return 1.0 / math.comb(n1 + n2, n1)
+
+
+def smallest_p_value(current_n: int, baseline_n: int) -> float:
+    """The smallest one-sided p-value of ``current_n`` samples against ``baseline_n``:
+    above ``alpha``, no regression can ever be shown."""
+    return _smallest_p(current_n, baseline_n)
+
+
+def min_repeats(alpha: float, baseline_n: int | None = None) -> int:
+    """The fewest repeats that can show a regression at ``alpha`` against a baseline
+    of ``baseline_n`` samples (None: a baseline of as many repeats, as
+    ``--update-baseline`` records)."""
+    if not 0.0 < alpha < 1.0 or (baseline_n is not None and baseline_n < 1):
+        raise ValueError(f"need 0 < alpha < 1 and baseline_n >= 1, got {alpha}, {baseline_n}")
+    n = 1
+    while _smallest_p(n, n if baseline_n is None else baseline_n) > alpha:
+        n += 1  # ends: 1 / C(n + m, n) falls to 0 as n grows, for any m >= 1
+    return n
 
 
 def _ranks(values: Sequence[float]) -> tuple[list[float], list[int]]:
@@ -1074,6 +1099,7 @@ def gate(
             figures_for_regression=thresholds.figures_for_regression,
             directions={**thresholds.directions, **directions},
             source=thresholds.source,
+            default_limits=thresholds.default_limits,
         )
     samples = _clean(measure())
     medians = {f: _median(v) for f, v in samples.items()}

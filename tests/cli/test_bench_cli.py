@@ -211,6 +211,12 @@ def test_mock_server_in_its_own_process(synth: Runner, tmp_path: Path) -> None:
         (["--check", "missing.toml"], "missing.toml: no such file"),
         (["--baseline", "missing.json"], "missing.json: no such file"),
         (["--update-baseline"], "--update-baseline writes to --baseline FILE; add --baseline"),
+        (
+            ["--baseline", "b.json", "--update-baseline", "--repeats", "2"],
+            "--repeats 2 would record a baseline against which 2 repeats can never show a "
+            "regression at alpha = 0.01 (the smallest one-sided p-value is 0.167); use "
+            "--repeats 5 or more",
+        ),
         (["--baseline", "nodir/b.json", "--update-baseline"], "does not exist; create it first"),
         (["-m", "nope:x"], "unknown provider 'nope'"),
         (["--max-p99", "0"], "--max-p99 must be > 0, got 0"),
@@ -250,3 +256,198 @@ def test_a_missing_out_directory_is_refused_without_a_traceback(synth: Runner) -
         "synth: error: --out nowhere/reports: no such directory; create it first (mkdir -p)"
     )
     assert proc.stdout == ""
+
+
+# -- the gate's figures and repeats, checked before anything runs ----------------------
+
+
+def _baseline(path: Path, samples: int, figures: tuple[str, ...] = ("error_rate",)) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "schema": "agentic-synth/bench-baseline/1",
+                "figures": {figure: [0.0] * samples for figure in figures},
+            }
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("suites", "toml", "expected"),
+    [
+        (
+            [],
+            '[thresholds]\nlatency_99 = "< 1"\n',
+            "bench.toml: [thresholds] latency_99: not a figure the gate reads; did you mean "
+            "latency_p99 (every suite measures it)?",
+        ),
+        (
+            ["streaming"],
+            '[thresholds]\nttft_p9 = "< 1"\n',
+            "did you mean ttft_p99 (the streaming suite measures it)?",
+        ),
+        (
+            [],
+            '[thresholds]\nitl_p50 = "< 1"\n',
+            "[thresholds] itl_p50: not a figure the gate reads; choose from throughput,",
+        ),
+        (
+            ["throughput", "latency"],
+            '[thresholds]\ncache_hit_rate = "> 50%"\n',
+            "[thresholds] cache_hit_rate: the cache suite measures it, and this run leaves it "
+            "out; add it: synth bench throughput latency cache",
+        ),
+        (
+            [],
+            '[regression]\nfigures = ["ttft_p99"]\n',
+            "bench.toml: [regression] figures: ttft_p99: the streaming suite measures it",
+        ),
+        (
+            ["--mock-server"],
+            '[thresholds]\ncpu_vs_simulator = "< 10"\n',
+            "cpu_vs_simulator: measured on the simulator only",
+        ),
+    ],
+)
+def test_gate_figures_are_checked_against_the_suites_before_anything_runs(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    suites: list[str],
+    toml: str,
+    expected: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text(toml)
+    assert bench(*suites, "-n", "20", "--check", "bench.toml", "--json", "f.json") == 2
+    assert expected in one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "f.json").exists()
+
+
+def test_latency_p90_and_p95_are_gate_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thresholds = tmp_path / "bench.toml"
+    thresholds.write_text('[thresholds]\nlatency_p90 = "< 10"\nlatency_p95 = "< 10"\n')
+    assert bench("-n", "20", "--check", str(thresholds), "--repeats", "1") == 0
+    out = capsys.readouterr().out
+    assert "ok  latency_p90" in out and "ok  latency_p95" in out
+
+
+def test_a_baseline_figure_this_run_does_not_measure_is_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline = tmp_path / "b.json"
+    _baseline(baseline, 5, ("error_rate", "ttft_p50", "widgets"))
+    assert bench("-n", "20", "--baseline", str(baseline)) == 2
+    assert one_line_error(capsys.readouterr().err) == (
+        f"synth: error: --baseline {baseline} holds figures this run does not measure: "
+        "ttft_p50 (the streaming suite); widgets (not a figure the gate reads); add the suite, "
+        "name the figures to compare in [regression] figures of --check FILE, or rerun with "
+        "--update-baseline"
+    )
+
+
+def test_without_a_thresholds_table_the_defaults_apply_to_measured_figures_only(
+    synth: Runner, tmp_path: Path
+) -> None:
+    """A [regression]-only file used to fail every run without the cache suite:
+    "cache_hit_rate was not measured" (the default limit cache_hit_rate > 50%)."""
+    (tmp_path / "bench.toml").write_text("[regression]\nrepeats = 2\nalpha = 0.2\n")
+    proc = synth("bench", "-n", "40", "--check", "bench.toml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "bench gate: PASS" in proc.stdout
+    for figure in ("latency_p99", "throughput", "peak_rss_mb", "error_rate"):
+        assert f"ok  {figure}" in proc.stdout
+    assert "cache_hit_rate" not in proc.stdout
+    proc = synth("bench", "throughput", "cache", "-n", "400", "--check", "bench.toml")
+    assert "cache_hit_rate" in proc.stdout  # measured: the default limit applies
+
+
+@pytest.mark.parametrize(
+    ("args", "samples", "expected"),
+    [
+        (
+            ["--repeats", "1"],
+            5,
+            "--repeats 1 against the 5 samples per figure of b.json can never show a "
+            "regression at alpha = 0.01 (the smallest one-sided p-value is 0.167); use "
+            "--repeats 4 or more",
+        ),
+        (["--repeats", "3"], 5, "p-value is 0.0179); use --repeats 4 or more"),
+        (
+            ["--check", "bench.toml"],
+            2,
+            "[regression] repeats = 5 of bench.toml against the 2 samples per figure of b.json "
+            "can never show a regression at alpha = 0.01 (the smallest one-sided p-value is "
+            "0.0476); use --repeats 13 or more, or record a baseline of 5 repeats or more",
+        ),
+    ],
+)
+def test_too_few_repeats_against_the_baseline_are_refused_up_front(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    samples: int,
+    expected: str,
+) -> None:
+    """--repeats 1 against a 5-sample baseline: the smallest p-value is 1/6, so no
+    regression could ever be flagged, and the run used to pass with a note."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bench.toml").write_text("[thresholds]\n[regression]\nrepeats = 5\n")
+    _baseline(tmp_path / "b.json", samples)
+    assert bench("-n", "20", "--baseline", "b.json", *args, "--json", "f.json") == 2
+    assert expected in one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "f.json").exists()
+
+
+def test_enough_repeats_against_the_baseline_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _baseline(tmp_path / "b.json", 5)
+    assert bench("-n", "20", "--baseline", str(tmp_path / "b.json"), "--repeats", "4") == 0
+    assert "can never" not in capsys.readouterr().out
+
+
+def test_a_confirming_rerun_still_reports_whole_runs(tmp_path: Path) -> None:
+    """Before the rerun, the first run's last repeat drops its runs (the rerun must not
+    start on top of them): the report details the rerun's last repeat instead."""
+    baseline = tmp_path / "b.json"
+    baseline.write_text(
+        json.dumps(
+            {"schema": "agentic-synth/bench-baseline/1", "figures": {"throughput": [1e12] * 5}}
+        )
+    )
+    code = bench("-n", "20", "--baseline", str(baseline), "--out", str(tmp_path), "-q")
+    assert code == 1  # a regression, confirmed
+    report = read(tmp_path / "bench.json")
+    assert report["gate"]["confirmed_rerun"] is True and len(report["repeats"]) == 5
+    run = report["suites"]["throughput"]["runs"][0]
+    assert run["samples"]["kept"] == 20 and run["timeline"]
+
+
+# -- --json over repeats ---------------------------------------------------------------
+
+
+def test_json_holds_the_medians_of_the_repeats(tmp_path: Path) -> None:
+    """It used to hold the last repeat's figures, next to a summary of the medians."""
+    figures = tmp_path / "f.json"
+    code = bench("-n", "30", "--repeats", "2", "--json", str(figures), "--out", str(tmp_path))
+    assert code == 0
+    written, report = read(figures), read(tmp_path / "bench.json")
+    assert written["repeats"] == 2
+    for name in ("throughput", "cpu_us_per_request", "latency_p99"):
+        per_repeat = [r[name] for r in report["repeats"]]
+        assert written[name] == pytest.approx(sum(per_repeat) / 2), name
+        assert written[name] == pytest.approx(report["figures"][name]), name  # the summary's
+    assert written["requests"] == 30 and type(written["requests"]) is int
+    assert written["models"] == ["sim:sim-1"]
+
+
+def test_json_of_one_repeat_keeps_the_single_run_format(tmp_path: Path) -> None:
+    figures = tmp_path / "f.json"
+    assert bench("-n", "30", "--json", str(figures), "--out", str(tmp_path)) == 0
+    written = read(figures)
+    assert "repeats" not in written
+    assert written == read(tmp_path / "bench.json")["suites"]["throughput"]["figures"]

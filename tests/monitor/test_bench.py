@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from itertools import islice
+from typing import Any
 
 import anyio
 import pytest
 
 from agentic_synth import Synth
 from agentic_synth.caching._cache import Cache
+from agentic_synth.monitor import _bench
 from agentic_synth.monitor._bench import (
     GATE_FIGURES,
     SUITES,
     BenchConfig,
     Measurement,
+    SuiteResult,
     environment,
+    figure_suites,
+    measured_figures,
     median_figures,
+    median_headline,
+    peak_rss_mb,
     profile_suite,
+    reset_peak_rss,
+    rss_mb,
     run_bench,
     zipf_prompts,
 )
@@ -195,3 +205,113 @@ def test_plots_are_png_files(everything: Measurement) -> None:
     assert "throughput_vs_concurrency.png" in plots
     for name, data in plots.items():
         assert data.startswith(PNG), name
+
+
+# -- the memory suite's peak is its own ------------------------------------------------
+
+_BLOB_MB = 200
+
+
+def _high_water_then_free() -> float:
+    """Touch 200 MB, free it (one mmap: back to the system at once); the peak it left."""
+    blob = b"\x01" * (_BLOB_MB * 2**20)
+    high = peak_rss_mb()
+    del blob
+    gc.collect()
+    assert high is not None
+    return high
+
+
+@pytest.mark.parametrize("clear_refs", ["kernel", "missing"])
+def test_the_memory_peak_excludes_what_came_before_the_run(
+    clear_refs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 MB touched and freed before the suite: its peak must not include them,
+    whether the high-water mark can be reset (exact) or only RSS readings tell."""
+    if rss_mb() is None:
+        pytest.skip("no /proc/self/statm: RSS is not read here")
+    if clear_refs == "missing":
+        monkeypatch.setattr(_bench, "_CLEAR_REFS", "/nonexistent/clear_refs")
+    high = _high_water_then_free()
+    config = BenchConfig(suites=("memory",), requests=200, concurrency=8)
+    memory = anyio.run(run_bench, config, make).suites["memory"]
+    peak = memory.figures["peak_rss_mb"]
+    assert memory.figures["rss_start_mb"] <= peak < high - _BLOB_MB * 3 / 4
+    method = memory.details["peak_rss"]
+    if clear_refs == "missing":
+        assert method.startswith("the largest of ") and "could not be reset" in method
+    elif reset_peak_rss():
+        assert method == "VmHWM, reset before the run"
+
+
+def test_reset_peak_rss_drops_the_high_water_mark_to_the_current_rss() -> None:
+    _high_water_then_free()
+    if not reset_peak_rss():
+        pytest.skip("/proc/self/clear_refs cannot reset VmHWM here")
+    peak, now = peak_rss_mb(), rss_mb()
+    assert peak is not None and now is not None
+    assert peak <= now + 1  # MiB: what the read itself allocated
+
+
+def test_reset_peak_rss_is_false_where_it_cannot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_bench, "_CLEAR_REFS", "/nonexistent/clear_refs")
+    assert reset_peak_rss() is False
+
+
+def test_a_repeat_before_the_last_keeps_its_figures_not_its_runs(
+    everything: Measurement,
+) -> None:
+    light = everything.figures_only()
+    assert light.gate_figures() == everything.gate_figures()
+    assert light.headline() == everything.headline()
+    assert all(suite.runs == [] for suite in light.suites.values())
+    assert all(suite.runs for suite in everything.suites.values())  # the original is whole
+
+
+# -- what the gate can read, known before the run --------------------------------------
+
+
+def test_measured_figures_follow_the_suites() -> None:
+    assert measured_figures(SUITES) == set(GATE_FIGURES)
+    throughput = measured_figures(("throughput",))
+    assert {"throughput", "latency_p90", "latency_p95", "cpu_vs_simulator"} <= throughput
+    assert "cache_hit_rate" not in throughput and "ttft_p50" not in throughput
+    assert "peak_rss_mb" in throughput  # the process's peak stands in
+    assert "cpu_vs_simulator" not in measured_figures(("throughput",), simulator=False)
+    assert "cache_hit_rate" in measured_figures(("latency", "cache"))
+    assert figure_suites("ttft_p99") == ("streaming",)
+    assert figure_suites("latency_99") == ()
+
+
+def test_measured_figures_match_a_real_repeat(everything: Measurement) -> None:
+    assert set(everything.gate_figures()) == measured_figures(SUITES)
+    config = BenchConfig(suites=("latency",), requests=20, concurrency=2)
+    latency = anyio.run(run_bench, config, make)
+    assert set(latency.gate_figures()) == measured_figures(("latency",))
+
+
+# -- --json over repeats ---------------------------------------------------------------
+
+
+def _repeat(**figures: Any) -> Measurement:
+    return Measurement({"throughput": SuiteResult("throughput", dict(figures), [])}, None, "x")
+
+
+def test_median_headline() -> None:
+    one = _repeat(throughput=5.0, requests=30)
+    assert median_headline([one]) == {"throughput": 5.0, "requests": 30}  # as before
+    repeats = [
+        _repeat(throughput=5.0, requests=30, succeeded=29, models=["a"], lag=None),
+        _repeat(throughput=9.0, requests=30, succeeded=30, models=["b"], lag=None),
+    ]
+    assert median_headline(repeats) == {
+        "throughput": 7.0,
+        "requests": 30,
+        "succeeded": 29.5,
+        "models": ["b"],  # not a number: the last repeat's
+        "lag": None,
+        "repeats": 2,
+    }
+    assert type(median_headline(repeats)["requests"]) is int
+    three = [_repeat(latency=v) for v in (0.3, None, 0.1)]
+    assert median_headline(three)["latency"] == pytest.approx(0.2)  # over those measured

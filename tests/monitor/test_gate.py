@@ -24,7 +24,9 @@ from agentic_synth.monitor._gate import (
     load_thresholds,
     machine_environment,
     mann_whitney_u,
+    min_repeats,
     save_baseline,
+    smallest_p_value,
 )
 
 Samples = dict[str, list[float]]
@@ -356,6 +358,34 @@ def test_load_thresholds_defaults(tmp_path: Path) -> None:
     assert t.limits == DEFAULT_THRESHOLDS and t.repeats == 6 and t.confirm
     assert t.figures_for_regression is None
     assert load_thresholds(_write(tmp_path, "[thresholds]\n")).limits == ()
+
+
+def test_a_file_without_thresholds_says_its_limits_are_the_defaults(tmp_path: Path) -> None:
+    """The bench keeps default limits only on figures it measures: it must tell them
+    from the same limits written out."""
+    assert load_thresholds(_write(tmp_path, "[regression]\nrepeats = 6\n")).default_limits
+    assert not load_thresholds(_write(tmp_path, "[thresholds]\n")).default_limits
+    written = "".join(f'{t.figure} = "{t.op} {t.value}"\n' for t in DEFAULT_THRESHOLDS)
+    explicit = load_thresholds(_write(tmp_path, "[thresholds]\n" + written))
+    assert explicit.limits == DEFAULT_THRESHOLDS and not explicit.default_limits
+    report = gate(
+        Runs({"throughput": [5.0] * 5}),
+        baseline=None,
+        thresholds=Thresholds(default_limits=True),
+        directions={"widgets": "lower"},  # rebuilds the thresholds
+    )
+    assert report.thresholds.default_limits
+
+
+def test_min_repeats_and_the_smallest_p_value() -> None:
+    assert smallest_p_value(1, 5) == pytest.approx(1 / 6)
+    assert smallest_p_value(5, 5) == pytest.approx(1 / 252)
+    assert min_repeats(0.01) == 5  # 4 vs 4: 1/70
+    assert min_repeats(0.01, 5) == 4  # 3 vs 5: 1/56; 4 vs 5: 1/126
+    assert min_repeats(0.01, 1) == 99  # 1 / (n + 1)
+    assert min_repeats(0.2, 2) == 2
+    with pytest.raises(ValueError):
+        min_repeats(0.01, 0)
 
 
 _FILE_PROBLEMS = [
