@@ -65,7 +65,12 @@ from ..monitor._load import ARRIVALS, Progress, ProgressHook
 from ..monitor._plots import planned_plots, render_plots, require_matplotlib
 from ..simulator import SimConfig, parse_latency, spawn_mock_server
 from ._args import check_range
-from ._common import _json_schema, add_generation_arguments, check_generation_arguments, run_async
+from ._common import (
+    add_generation_arguments,
+    check_generation_arguments,
+    request_defaults,
+    run_async,
+)
 from ._live import LiveDisplay, add_progress_arguments, check_progress_arguments
 from ._output import End, Output
 from ._settings import Settings, resolve_settings
@@ -362,17 +367,8 @@ class _Engine:
                     else s
                     for s in self.specs
                 ]
-        defaults: dict[str, Any] = {}
         settings = self.settings
-        if settings.temperature is not None:
-            defaults["temperature"] = settings.temperature
-        if settings.system is not None:
-            defaults["system"] = settings.system
-        if settings.timeout is not None:
-            defaults["timeout"] = settings.timeout
-        if args.json_schema is not None:
-            defaults["json_schema"] = _json_schema(args.json_schema)
-        self.defaults = defaults
+        self.defaults = request_defaults(args, settings)
         self.make(settings.concurrency, None)  # models, keys, parameters: checked now
 
     @staticmethod

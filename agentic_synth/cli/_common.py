@@ -31,6 +31,7 @@ __all__ = [
     "check_generation_arguments",
     "check_metrics_arguments",
     "os_reason",
+    "request_defaults",
     "run_async",
     "serve_job_metrics",
 ]
@@ -179,12 +180,8 @@ def _json_schema(path: Path) -> dict[str, Any]:
     return schema
 
 
-def build_synth(args: argparse.Namespace, **options: Any) -> Synth:
-    """Check the shared flags, merge them with the config file and the environment
-    (:func:`resolve_settings`) and build the Synth (models resolved, keys found,
-    request parameters validated): any mistake raises here, before an output is opened."""
-    check_generation_arguments(args)
-    settings = resolve_settings(args)
+def request_defaults(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    """The per-request defaults the flags and the config file set (``Synth(defaults=)``)."""
     defaults: dict[str, Any] = {}
     if settings.temperature is not None:
         defaults["temperature"] = settings.temperature
@@ -194,6 +191,16 @@ def build_synth(args: argparse.Namespace, **options: Any) -> Synth:
         defaults["timeout"] = settings.timeout
     if args.json_schema is not None:
         defaults["json_schema"] = _json_schema(args.json_schema)
+    return defaults
+
+
+def build_synth(args: argparse.Namespace, **options: Any) -> Synth:
+    """Check the shared flags, merge them with the config file and the environment
+    (:func:`resolve_settings`) and build the Synth (models resolved, keys found,
+    request parameters validated): any mistake raises here, before an output is opened."""
+    check_generation_arguments(args)
+    settings = resolve_settings(args)
+    defaults = request_defaults(args, settings)
     if settings.cache is not None:
         options.setdefault("cache", Cache(("memory", settings.cache), mode=settings.cache_mode))
     if settings.memory_limit is not None:
