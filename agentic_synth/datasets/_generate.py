@@ -122,7 +122,7 @@ async def generate_structured(
         seed=seed,
         params=params,
     )
-    columns = [*job.spec.columns, *(a for a in job.attribute_names if a not in job.spec.columns)]
+    columns = job.columns
     out = None if sink is None else open_sink(sink, columns, schema=job.spec.json_schema)
     try:
         records, rows, failures, _ = await run_job(
@@ -225,8 +225,7 @@ class StructuredStream:
     @property
     def columns(self) -> list[str]:
         """The row layout: the record's fields, then attribute columns."""
-        job = self._job
-        return [*job.spec.columns, *(a for a in job.attribute_names if a not in job.spec.columns)]
+        return self._job.columns
 
     @property
     def stats(self) -> DatasetStats:

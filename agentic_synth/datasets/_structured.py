@@ -147,6 +147,12 @@ class StructuredJob:
     def attribute_names(self) -> list[str]:
         return [] if self._context is not None else self._attributes.names
 
+    @property
+    def columns(self) -> list[str]:
+        """The row layout: the record's fields, then attribute columns."""
+        fields = self.spec.columns
+        return [*fields, *(a for a in self.attribute_names if a not in fields)]
+
     def _group_attributes(self, group: int) -> dict[str, Any]:
         if self._context is None:
             return self._attributes.sample(group)
