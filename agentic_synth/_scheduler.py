@@ -184,20 +184,6 @@ async def run_workers(
     if timings is not None and not timings.detailed:
         timings = None
 
-    async def gates() -> None:
-        """The router's pause, then the in-order window (measured apart)."""
-        clock = timings.clock  # type: ignore[union-attr]
-        if admit is not None:
-            gate = admit()
-            if gate is not None:
-                since = clock()
-                await gate
-                timings.waited("paused", clock() - since)  # type: ignore[union-attr]
-        if window is not None:
-            since = clock()
-            await window()
-            timings.waited("output", clock() - since)  # type: ignore[union-attr]
-
     async def worker() -> None:
         """Pull, process and hand on inputs until the feed is exhausted; the plain
         path (no timings, no governor) awaits nothing it does not need."""
@@ -209,16 +195,22 @@ async def run_workers(
                 # inputs answered without suspending (cache hits, an instant model) would
                 # otherwise hold the event loop: let other tasks (probes, a display) run
                 await anyio.lowlevel.checkpoint()
-            if timings is not None:
-                if admit is not None or window is not None:
-                    await gates()
-            else:
-                if admit is not None:
-                    gate = admit()
-                    if gate is not None:
+            if admit is not None:
+                gate = admit()  # None on the hot path: nothing to await or time
+                if gate is not None:
+                    if timings is None:
                         await gate
-                if window is not None:
+                    else:
+                        since = timings.clock()
+                        await gate
+                        timings.waited("paused", timings.clock() - since)
+            if window is not None:
+                if timings is None:
                     await window()
+                else:
+                    since = timings.clock()
+                    await window()
+                    timings.waited("output", timings.clock() - since)
             if governed:
                 since = timings.clock() if timings is not None else 0.0
                 await governor.acquire()  # type: ignore[union-attr]
