@@ -42,11 +42,13 @@ from .._spec import ModelSpec, ResponseLimits
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
 from ..simulator import Outcome, SimConfig, Simulator
 from ..simulator._anthropic_wire import AnthropicWire
+from ..simulator._batches import BatchEngine
 from ..simulator._prompt_cache import Block, CacheUse
 from ..simulator._wire import WireError
 from ._base import ProviderStreamEvent
 from ._http_errors import error_for_status
 from ._prompt_cache import Plan, PromptCache, Ticket, gated_stream, prompt_cache_config
+from ._sim_batch import SimBatchBackend
 
 __all__ = ["SimProvider", "create", "validate"]
 
@@ -89,6 +91,8 @@ class SimProvider:
             "sim",
         )
         self._prompt_cache = PromptCache(cache, clock=clock) if cache.enabled else None
+        self._clock = clock
+        self._batches: SimBatchBackend | None = None
 
     def __repr__(self) -> str:
         return f"SimProvider({self.config!r})"
@@ -217,6 +221,15 @@ class SimProvider:
 
     async def aclose(self) -> None:
         """Nothing to release: the simulator holds no connections."""
+
+    def batch_backend(self) -> SimBatchBackend:
+        """The simulated batch API of this model (one per provider; its time runs on the
+        provider's ``clock``, its pace on ``SimConfig.batch_*``)."""
+        backend = self._batches
+        if backend is None:
+            engine = BatchEngine(self.config, clock=self._clock)
+            backend = self._batches = SimBatchBackend(engine)
+        return backend
 
     def _harms(self, fault: str) -> bool:
         """Whether a client bounded by :attr:`limits` fails on ``fault`` (1xx, and huge

@@ -163,6 +163,17 @@ class SimConfig:
     #: Minimum cacheable prompt prefix in tokens; ``None``: the model's (Anthropic's
     #: table by model name, 1,024 on the OpenAI wire).
     prompt_cache_min_tokens: int | None = None
+    #: Batch APIs: seconds a whole batch takes; its items finish one after another,
+    #: evenly spread over it, so counts move between polls. 0: done on the first poll.
+    batch_processing_time: float = 0.0
+    #: Batch APIs: share of items that end ``errored`` (overloaded, server error or
+    #: invalid request), drawn per item from its content and the seed.
+    batch_error_rate: float = 0.0
+    #: Batch APIs: seconds after creation when a batch expires; items not processed by
+    #: then end ``expired`` (the real APIs give 24 hours).
+    batch_expire_after: float = 86400.0
+    #: Batch APIs: seconds a canceled batch stays ``canceling`` before it ends.
+    batch_cancel_time: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.latency, Latency):
@@ -198,6 +209,19 @@ class SimConfig:
             value = getattr(self, name)
             if not (_is_number(value) and value >= 0):
                 raise ConfigurationError(f"{name} must be >= 0 seconds, got {value!r}")
+        for name in ("batch_processing_time", "batch_cancel_time"):
+            value = getattr(self, name)
+            if not (_is_number(value) and value >= 0):
+                raise ConfigurationError(f"{name} must be >= 0 seconds, got {value!r}")
+        if not (_is_number(self.batch_expire_after) and self.batch_expire_after > 0):
+            raise ConfigurationError(
+                f"batch_expire_after must be > 0 seconds, got {self.batch_expire_after!r}"
+            )
+        if not (_is_number(self.batch_error_rate) and 0.0 <= self.batch_error_rate <= 1.0):
+            raise ConfigurationError(
+                f"batch_error_rate must be a probability between 0 and 1, "
+                f"got {self.batch_error_rate!r}"
+            )
         if not (_is_number(self.trickle_interval) and self.trickle_interval > 0):
             raise ConfigurationError(
                 f"trickle_interval must be > 0 seconds, got {self.trickle_interval!r}"

@@ -90,6 +90,30 @@ _OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         int,
         "minimum cacheable prefix (default: the model's; 1024 on the OpenAI wire)",
     ),
+    (
+        "--batch-processing-time",
+        "batch_processing_time",
+        float,
+        "batch APIs: seconds a whole batch takes, items finishing evenly over it (default 0)",
+    ),
+    (
+        "--batch-error-rate",
+        "batch_error_rate",
+        float,
+        "batch APIs: share of items that end errored (0..1, default 0)",
+    ),
+    (
+        "--batch-expire-after",
+        "batch_expire_after",
+        float,
+        "batch APIs: seconds until a batch expires (default 86400)",
+    ),
+    (
+        "--batch-cancel-time",
+        "batch_cancel_time",
+        float,
+        "batch APIs: seconds a canceled batch stays canceling (default 0)",
+    ),
 ]
 
 
