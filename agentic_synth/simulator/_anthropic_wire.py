@@ -35,6 +35,7 @@ _ERROR_TYPES = {
     "rate_limit": "rate_limit_error",
     "overloaded": "overloaded_error",
     "api_error": "api_error",
+    "too_large": "request_too_large",
 }
 _BLOCK_START = (
     b"event: content_block_start\n"

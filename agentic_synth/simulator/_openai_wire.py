@@ -28,6 +28,7 @@ _ERRORS: dict[str, tuple[str, str | None]] = {
     "rate_limit": ("requests", "rate_limit_exceeded"),
     "overloaded": ("server_error", "overloaded"),
     "api_error": ("server_error", None),
+    "too_large": ("invalid_request_error", "request_too_large"),
 }
 
 

@@ -16,7 +16,7 @@ import socket
 import struct
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from http import HTTPStatus
@@ -27,12 +27,14 @@ import httptools
 
 from ..providers._prompt_cache import EXTENDED_TTL_BETA
 from ._anthropic_wire import AnthropicWire
+from ._batch_wire import BATCH_PREFIXES, BatchRoutes, Reply
+from ._batches import BatchEngine
 from ._config import SimConfig
 from ._engine import Outcome, Simulator
 from ._openai_wire import OpenAIWire
 from ._wire import ParsedCall, RateWindow, Wire, WireError, dumps
 
-__all__ = ["STATS_PATH", "MockServer", "ServerStats"]
+__all__ = ["MAX_REQUEST_BYTES", "STATS_PATH", "MockServer", "ServerStats"]
 
 #: ``GET`` here returns :meth:`ServerStats.snapshot` as JSON (for out-of-process use).
 STATS_PATH = "/_sim/stats"
@@ -72,6 +74,9 @@ _MARK = "SIMPADDINGMARK"
 _MARK_BYTES = _MARK.encode()
 #: Bytes a hostile answer writes per event-loop turn, so one client cannot hog the loop.
 _PUMP_TURN = 1 << 20
+#: Largest request body read (a batch create may be large: Anthropic takes 256 MB);
+#: past it the answer is a 413 and the connection is closed.
+MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -96,6 +101,8 @@ class ServerStats:
     cache_write_tokens: int = 0
     cache_reads: int = 0
     cache_read_tokens: int = 0
+    #: Batches created through the batch routes (either API; failed OpenAI ones too).
+    batches_created: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         """Plain JSON-able counters, plus this process's id and CPU seconds."""
@@ -112,6 +119,7 @@ class ServerStats:
             "cache_write_tokens": self.cache_write_tokens,
             "cache_reads": self.cache_reads,
             "cache_read_tokens": self.cache_read_tokens,
+            "batches_created": self.batches_created,
             "pid": os.getpid(),
             "cpu_seconds": time.process_time(),
         }
@@ -178,6 +186,10 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
+        self.body_bytes = 0
+        self.too_large = False
+        #: A chunked answer being written as the client reads it (batch results).
+        self.feed: Iterator[bytes] | None = None
         self.pending: deque[tuple[bytes, dict[str, str], bytes, bool, bytes]] = deque()
         self.active = False
         self.keep_alive = True
@@ -231,10 +243,13 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         if self.pump is not None:
             self._pump_step()
+        elif self.feed is not None:
+            self._feed_step()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pump = None
+        self.feed = None
         stats = self.server.stats
         stats.open_connections -= 1
         if self.streaming:
@@ -252,6 +267,8 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers = {}
         self.body = []
+        self.body_bytes = 0
+        self.too_large = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -260,9 +277,26 @@ class _Connection(asyncio.Protocol):
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > MAX_REQUEST_BYTES:
+            self.too_large = True
+            self.body = []
+            return
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.too_large:
+            self.too_large = False
+            self.pending.clear()
+            if self.active:
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self.keep_alive = False
+            self.active = True
+            error = WireError(413, "too_large", f"request body over {MAX_REQUEST_BYTES} bytes")
+            self._send_error(self.wire, error, "req_sim_too_large")
+            return
         item = (
             self.parser.get_method(),
             self.headers,
@@ -285,6 +319,10 @@ class _Connection(asyncio.Protocol):
         server = self.server
         path = url.split(b"?", 1)[0].decode("latin-1").rstrip("/")
         server.stats.requests[path] += 1
+        if path.startswith(BATCH_PREFIXES):
+            query = url.partition(b"?")[2].decode("latin-1")
+            self._batch(method.decode(), path, query, headers, body)
+            return
         wire = _WIRES.get(path)
         if wire is None:
             if path == STATS_PATH and method == b"GET":
@@ -337,6 +375,68 @@ class _Connection(asyncio.Protocol):
             self._schedule(outcome.delay, self._respond, None)
         else:
             self._fault(fault, call, outcome.delay, headers, url)
+
+    def _batch(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> None:
+        """A batch API route (:mod:`._batch_wire`), authorized as the API's other calls."""
+        server = self.server
+        wire = _ANTHROPIC if path.startswith("/v1/messages") else _WIRES["/v1/chat/completions"]
+        self.wire = wire
+        unauthorized = server.config.unauthorized
+        if unauthorized or (
+            server.api_key is not None and not wire.authorized(headers, server.api_key)
+        ):
+            self._send_error(wire, wire.auth_error(headers), "req_sim_auth")
+            return
+        routes = server.batch_routes
+        before = routes.created
+        host = headers.get("host") or f"{server.host}:{server.port}"
+        try:
+            reply = routes.handle(method, path, query, body, headers, f"http://{host}")
+        except WireError as exc:
+            self._send_error(wire, exc, "req_sim_batch")
+            return
+        server.stats.batches_created += routes.created - before
+        self._send_reply(reply)
+
+    def _send_reply(self, reply: Reply) -> None:
+        body = reply.body
+        if isinstance(body, bytes):
+            self._send_full(
+                reply.status, "req_sim_batch", body, [], content_type=reply.content_type
+            )
+            self._done()
+            return
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        self.server.stats.responses[reply.status] += 1
+        head = self._common_headers(self.wire, "req_sim_batch", reply.content_type, [])
+        transport.write(
+            b"".join([self._status(reply.status), head, b"transfer-encoding: chunked\r\n\r\n"])
+        )
+        self.feed = body
+        self._feed_step()
+
+    def _feed_step(self) -> None:
+        """Write the pieces of a chunked answer while the client keeps up, a turn at a time."""
+        budget = _PUMP_TURN
+        while not self.paused:
+            feed, transport = self.feed, self.transport
+            if feed is None or transport is None or self.closed:
+                return
+            piece = next(feed, None)
+            if piece is None:
+                self.feed = None
+                transport.write(b"0\r\n\r\n")
+                self._done()
+                return
+            transport.write(_chunk(piece))
+            budget -= len(piece)
+            if budget <= 0:
+                self.loop.call_soon(self._feed_step)
+                return
 
     def _fault(
         self, fault: str, call: ParsedCall, delay: float, headers: dict[str, str], url: bytes
@@ -824,9 +924,13 @@ class MockServer:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config or SimConfig()
         self.simulator = Simulator(self.config)
+        #: The batch APIs' engine (its own seen-counter, like the in-process provider's).
+        self.batches = BatchEngine(self.config, clock=clock)
+        self.batch_routes = BatchRoutes(self.batches)
         self.host = host
         self.port = port
         self.api_key = api_key
