@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from collections import deque
 from collections.abc import (
@@ -193,6 +194,8 @@ class Synth:
             clock, concurrency_cap=max_concurrency, slo=slo, detailed=bool(monitor)
         )
         self._router: Router | None = None
+        #: Each model with its provider while open (batch mode finds batch APIs here).
+        self._deployments: list[tuple[ModelSpec, Provider]] = []
         self._tg: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
@@ -241,6 +244,7 @@ class Synth:
             raise
         self._tg = tg
         self._router = router
+        self._deployments = pairs
         self._cache = cache
         self._metrics.cache_probe = None if cache is None else cache.stats
         self._governor = self._open_governor(cache)
@@ -529,6 +533,11 @@ class Synth:
         dedup_action: Any = _DEFAULT,
         cache: CacheControl = "default",
         cache_ttl: float | None = None,
+        mode: str = "online",
+        batch_state: str | os.PathLike[str] | None = None,
+        batch_poll_interval: float = 30.0,
+        batch_max_rounds: int = 3,
+        batch_retry: str = "batch",
         **params: Any,
     ) -> list[Result]:
         """One result per input, in input order: a Completion or a Failure.
@@ -538,10 +547,25 @@ class Synth:
         ``dedup_prompts`` / ``dedup_outputs`` / ``dedup_action`` override the
         Synth's near-duplicate settings for this batch; ``cache`` / ``cache_ttl``
         are the per-call cache controls (see :meth:`generate`).
+
+        ``mode="batch"`` sends the inputs through the provider's batch API (half the
+        price, answers within 24 h; see docs/batch.md): ``batch_state`` (the job's
+        state file), ``batch_poll_interval`` (longest seconds between polls),
+        ``batch_max_rounds`` (attempts per input), ``batch_retry`` (``"batch"``,
+        ``"online"`` or ``"none"``: where errored items go).
         """
         router = self._require_open()
         call_params = self._params_for(params)
         dedup = self._dedup.override(dedup_prompts, dedup_outputs, dedup_action)
+        if mode != "online":
+            from .batch._run import batch_mode
+
+            return await batch_mode(
+                self, inputs, mode, call_params, dedup.prompts, dedup.outputs,
+                raise_on_error=raise_on_error, cache=cache, cache_ttl=_check_ttl(cache_ttl),
+                batch_state=batch_state, poll_interval=batch_poll_interval,
+                max_rounds=batch_max_rounds, retry=batch_retry,
+            )  # fmt: skip
         feed: InputFeed[Prompt] = InputFeed(inputs)
         results: list[Result | None] = []
         process = self._make_processor(router, call_params, dedup, cache, cache_ttl)

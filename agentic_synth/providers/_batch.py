@@ -141,3 +141,7 @@ class BatchBackend(Protocol):
     async def cancel(self, batch_id: str) -> BatchStatus:
         """Ask the provider to stop the batch; what finished stays readable."""
         ...
+
+    async def aclose(self) -> None:
+        """Release the backend's own connections (the provider's ``aclose`` does it too)."""
+        ...

@@ -38,7 +38,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 import anyio
@@ -78,6 +78,9 @@ from ._prompt_cache import (
     prompt_cache_config,
 )
 from ._sdk_transport import DEADLINE, SDKTransport, find_transport_error
+
+if TYPE_CHECKING:
+    from ._anthropic_batch import AnthropicBatchBackend
 
 __all__ = ["AnthropicProvider", "create", "schema_instruction", "validate"]
 
@@ -242,6 +245,10 @@ class AnthropicProvider:
         self._port = url.port or (443 if url.scheme == "https" else 80)
         proxy = env_proxy(url)
         self._proxy = proxy
+        self._ssl_context = ssl_context
+        self._limits = limits or ResponseLimits()
+        self._connect_timeout = connect_timeout
+        self._batches: AnthropicBatchBackend | None = None
         self._origin = AiohttpOrigin(
             max_connections=max_connections,
             ssl_context=ssl_context,
@@ -275,7 +282,25 @@ class AnthropicProvider:
         )
 
     async def aclose(self) -> None:
+        batches, self._batches = self._batches, None
+        if batches is not None:
+            await batches.aclose()
         await self._client.close()
+
+    def batch_backend(self) -> AnthropicBatchBackend:
+        """Message Batches for this deployment (one per provider, its own small pool)."""
+        from ._anthropic_batch import AnthropicBatchBackend
+
+        backend = self._batches
+        if backend is None:
+            backend = self._batches = AnthropicBatchBackend(
+                self,
+                limits=self._limits,
+                ssl_context=self._ssl_context,
+                proxy=self._proxy,
+                connect_timeout=self._connect_timeout,
+            )
+        return backend
 
     def _system(self, request: Request) -> str | None:
         """The system prompt sent: the request's, plus the schema instruction if any."""

@@ -3,20 +3,26 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from agentic_synth._exceptions import (
+    AuthenticationError,
     BadRequestError,
     NotFoundError,
     OverloadedError,
+    ResponseTooLargeError,
     ServerError,
 )
+from agentic_synth._spec import ResponseLimits
 from agentic_synth._types import Request
 from agentic_synth.providers._batch import BatchBackend, BatchItem, BatchItemResult
+from agentic_synth.providers.anthropic import AnthropicProvider
 from agentic_synth.providers.sim import SimProvider
-from agentic_synth.simulator import SimConfig, Simulator
+from agentic_synth.simulator import MockServer, SimConfig, Simulator
 
 
 class Clock:
@@ -142,3 +148,175 @@ def test_sim_encoded_size_grows_with_the_request() -> None:
     small = backend.encoded_size(BatchItem("a", "m", request(0)))
     big = backend.encoded_size(BatchItem("a", "m", request(0, system="s" * 1000)))
     assert 50 < small < big and big - small >= 1000
+
+
+# -- anthropic (official SDK against the mock server) ------------------------------
+
+KEY = "sk-ant-batch-test-key-0123456789"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def server_config(**options: Any) -> SimConfig:
+    return SimConfig.from_mapping({"seed": 5, "batch_processing_time": 10.0, **options})
+
+
+@pytest.fixture
+async def anthropic_backend(clock: Clock) -> AsyncIterator[tuple[BatchBackend, MockServer]]:
+    async with MockServer(server_config(batch_error_rate=0.3), api_key=KEY, clock=clock) as srv:
+        provider = AnthropicProvider(api_key=KEY, base_url=srv.url, timeout=10, max_connections=2)
+        try:
+            yield provider.batch_backend(), srv
+        finally:
+            await provider.aclose()
+
+
+async def test_anthropic_backend_end_to_end(
+    anthropic_backend: tuple[BatchBackend, MockServer], clock: Clock
+) -> None:
+    backend, server = anthropic_backend
+    assert isinstance(backend, BatchBackend) and backend.provider == "anthropic"
+    items = [BatchItem(f"a-{i}", "claude-sim", request(i, temperature=0.5)) for i in range(40)]
+    status = await backend.submit(items)
+    assert status.id.startswith("msgbatch_") and status.state == "running"
+    assert status.counts.processing == 40 and server.stats.batches_created == 1
+    with pytest.raises(BadRequestError, match="not ended"):
+        await collect(backend, status.id)
+    clock.now += 10.0
+    status = await backend.retrieve(status.id)
+    assert status.state == "ended" and status.raw_status == "ended"
+    assert status.counts.succeeded + status.counts.errored == 40
+    assert 0 < status.counts.errored < 40
+    results = await collect(backend, status.id)
+    assert len(results) == 40
+    online = Simulator(SimConfig(seed=5))
+    for i in range(40):
+        result = results[f"a-{i}"]
+        expected = online.decide(request(i, temperature=0.5))
+        if result.outcome == "succeeded":
+            assert result.response is not None and result.error is None
+            assert result.response.text == expected.text
+            assert result.response.usage.output_tokens == expected.output_tokens
+            assert result.response.finish_reason in ("end_turn", "max_tokens")
+        else:
+            assert result.outcome == "errored" and result.response is None
+            assert isinstance(result.error, OverloadedError | ServerError | BadRequestError)
+            assert KEY not in repr(result.error) and KEY not in str(result.error)
+    assert server.stats.batches_created == 1
+
+
+async def test_anthropic_backend_cancel_and_expiry(clock: Clock) -> None:
+    config = server_config(batch_expire_after=5.0)
+    async with MockServer(config, api_key=KEY, clock=clock) as srv:
+        provider = AnthropicProvider(api_key=KEY, base_url=srv.url, timeout=10, max_connections=2)
+        backend = provider.batch_backend()
+        try:
+            canceled = await backend.submit(batch_items(10))
+            clock.now += 3.0
+            status = await backend.cancel(canceled.id)
+            assert status.state == "canceling"
+            status = await backend.retrieve(canceled.id)
+            assert (status.state, status.counts.succeeded, status.counts.canceled) == (
+                "ended",
+                3,
+                7,
+            )
+            outcomes = [r.outcome for r in (await collect(backend, canceled.id)).values()]
+            assert outcomes.count("succeeded") == 3 and outcomes.count("canceled") == 7
+            expiring = await backend.submit(batch_items(4))
+            clock.now += 5.0
+            status = await backend.retrieve(expiring.id)
+            assert (status.state, status.counts.expired) == ("ended", 2)
+            outcomes = [r.outcome for r in (await collect(backend, expiring.id)).values()]
+            assert sorted(outcomes) == ["expired", "expired", "succeeded", "succeeded"]
+        finally:
+            await provider.aclose()
+
+
+async def test_anthropic_backend_refusals_carry_no_key(
+    anthropic_backend: tuple[BatchBackend, MockServer],
+) -> None:
+    backend, _ = anthropic_backend
+    with pytest.raises(NotFoundError) as missing:
+        await backend.retrieve("msgbatch_nope")
+    with pytest.raises(BadRequestError, match="Duplicate") as duplicate:
+        await backend.submit([BatchItem("x", "m", request(0)), BatchItem("x", "m", request(1))])
+    for error in (missing.value, duplicate.value):
+        assert KEY not in str(error) and KEY not in repr(error)
+    assert KEY not in repr(backend)
+
+
+async def test_anthropic_backend_wrong_key_is_an_authentication_error(clock: Clock) -> None:
+    async with MockServer(server_config(), api_key=KEY, clock=clock) as srv:
+        wrong = "sk-ant-wrong-key-000000000000"
+        provider = AnthropicProvider(api_key=wrong, base_url=srv.url, timeout=5, max_connections=1)
+        try:
+            with pytest.raises(AuthenticationError) as info:
+                await provider.batch_backend().submit(batch_items(1))
+            assert wrong not in str(info.value)
+        finally:
+            await provider.aclose()
+
+
+def test_anthropic_encoded_size_is_the_create_entry() -> None:
+    provider = AnthropicProvider(api_key=KEY, base_url="http://h:1", timeout=1, max_connections=1)
+    backend = provider.batch_backend()
+    item = BatchItem("c1", "claude-sim", request(0, temperature=0.2, stop=("END",)))
+    params = backend.params(item)  # type: ignore[attr-defined]
+    assert params["temperature"] == 0.2 and params["stop_sequences"] == ["END"]
+    assert "timeout" not in params and "extra_body" not in params
+    entry = json.dumps({"custom_id": "c1", "params": params}, separators=(",", ":"))
+    assert backend.encoded_size(item) == len(entry.encode()) + 1
+    assert backend.limits.max_requests == 100_000 and backend.limits.max_bytes == 256 << 20
+
+
+async def test_anthropic_results_lines_are_bounded(clock: Clock) -> None:
+    # room for the batch objects (~600 bytes), not for a line holding a ~1 KB answer
+    limits = ResponseLimits(max_body_bytes=800)
+    async with MockServer(
+        server_config(batch_processing_time=0.0, output_tokens=180), api_key=KEY, clock=clock
+    ) as srv:
+        provider = AnthropicProvider(
+            api_key=KEY, base_url=srv.url, timeout=5, max_connections=1, limits=limits
+        )
+        try:
+            backend = provider.batch_backend()
+            status = await backend.submit(batch_items(3))
+            with pytest.raises(ResponseTooLargeError):
+                await collect(backend, status.id)
+        finally:
+            await provider.aclose()
+
+
+async def test_batch_transport_refuses_other_origins() -> None:
+    import httpx2
+
+    from agentic_synth.providers._aiohttp import AiohttpOrigin
+    from agentic_synth.providers._batch_http import BatchSDKTransport
+    from agentic_synth.providers._net import TransportError
+    from agentic_synth.providers._sdk_transport import SDKTransport
+
+    origin = AiohttpOrigin(max_connections=1, ssl_context=None, limits=ResponseLimits(), proxy=None)
+    transport = BatchSDKTransport(
+        SDKTransport(origin), origin=httpx2.URL("http://127.0.0.1:9/"), max_line=100
+    )
+    elsewhere = httpx2.Request("GET", "http://evil.example:9/v1/messages/batches/x/results")
+    with pytest.raises(TransportError, match="another origin"):
+        await transport.handle_async_request(elsewhere)
+    await transport.aclose()
+
+
+def test_line_guard_bounds_every_line_across_chunks() -> None:
+    from agentic_synth.providers._batch_http import LineGuard
+    from agentic_synth.providers._net import TransportError
+
+    guard = LineGuard(5)
+    guard.check(b"abc\n12345\nab")
+    guard.check(b"c")  # "abc" so far
+    with pytest.raises(TransportError):
+        guard.check(b"def\n")  # "abcdef": 6 bytes
+    with pytest.raises(TransportError):
+        LineGuard(5).check(b"ok\n123456\nok")
