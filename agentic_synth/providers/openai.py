@@ -46,7 +46,7 @@ import json
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import yarl
@@ -93,6 +93,9 @@ from ._prompt_cache import (
     gated_stream,
     prompt_cache_config,
 )
+
+if TYPE_CHECKING:
+    from ._openai_batch import OpenAIBatchBackend
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -266,6 +269,7 @@ class OpenAIProvider:
         self._schema: Mapping[str, Any] | None = None
         self._schema_strict = False
         self._origin: AiohttpOrigin | None = None
+        self._batch: OpenAIBatchBackend | None = None
         self._lean: LeanHTTPClient | None = None
         self._pool_waited = 0.0  # pool waits of lean clients since closed
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -323,7 +327,19 @@ class OpenAIProvider:
             )
         return origin
 
+    def batch_backend(self) -> OpenAIBatchBackend:
+        """OpenAI Batch for this deployment (one per provider, its own small pool)."""
+        from ._openai_batch import OpenAIBatchBackend
+
+        backend = self._batch
+        if backend is None:
+            backend = self._batch = OpenAIBatchBackend(self)
+        return backend
+
     async def aclose(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            await batch.aclose()
         origin, self._origin = self._origin, None
         if origin is not None:
             await origin.aclose()

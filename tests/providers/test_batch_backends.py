@@ -21,6 +21,7 @@ from agentic_synth._spec import ResponseLimits
 from agentic_synth._types import Request
 from agentic_synth.providers._batch import BatchBackend, BatchItem, BatchItemResult
 from agentic_synth.providers.anthropic import AnthropicProvider
+from agentic_synth.providers.openai import OpenAIProvider
 from agentic_synth.providers.sim import SimProvider
 from agentic_synth.simulator import MockServer, SimConfig, Simulator
 
@@ -320,3 +321,133 @@ def test_line_guard_bounds_every_line_across_chunks() -> None:
         guard.check(b"def\n")  # "abcdef": 6 bytes
     with pytest.raises(TransportError):
         LineGuard(5).check(b"ok\n123456\nok")
+
+
+# -- openai (our HTTP against the mock server) -------------------------------------
+
+OPENAI_KEY = "sk-openai-batch-test-key-0123456789"
+
+
+def openai_provider(server: MockServer, **kwargs: Any) -> OpenAIProvider:
+    return OpenAIProvider(
+        base_url=server.openai_url, api_key=OPENAI_KEY, timeout=10, max_connections=2, **kwargs
+    )
+
+
+async def test_openai_backend_end_to_end(clock: Clock) -> None:
+    config = server_config(batch_error_rate=0.3)
+    async with MockServer(config, api_key=OPENAI_KEY, clock=clock) as srv:
+        provider = openai_provider(srv)
+        backend = provider.batch_backend()
+        try:
+            assert isinstance(backend, BatchBackend) and backend.provider == "openai"
+            items = batch_items(30, model="gpt-sim")
+            status = await backend.submit(items, metadata={"job": "j"})
+            assert status.id.startswith("batch_") and status.state == "running"
+            assert status.raw_status == "validating" and srv.stats.batches_created == 1
+            clock.now += 5.0
+            status = await backend.retrieve(status.id)
+            assert status.state == "running" and status.raw_status == "in_progress"
+            assert 0 < status.counts.processing < 30  # OpenAI's counts move while it runs
+            with pytest.raises(BadRequestError, match="not ended"):
+                await collect(backend, status.id)
+            clock.now += 5.0
+            status = await backend.retrieve(status.id)
+            assert (status.state, status.raw_status) == ("ended", "completed")
+            assert status.counts.succeeded + status.counts.errored == 30
+            assert 0 < status.counts.errored < 30
+            results = await collect(backend, status.id)
+            assert len(results) == 30
+            online = Simulator(SimConfig(seed=5))
+            for i in range(30):
+                result = results[f"req-{i}"]
+                expected = online.decide(request(i))
+                if result.outcome == "succeeded":
+                    assert result.response is not None
+                    assert result.response.text == expected.text
+                    assert result.response.finish_reason in ("stop", "length")
+                    assert result.response.usage.output_tokens == expected.output_tokens
+                    assert result.response.usage.input_tokens == expected.input_tokens
+                else:
+                    assert result.outcome == "errored"
+                    assert isinstance(result.error, OverloadedError | ServerError | BadRequestError)
+                    assert OPENAI_KEY not in str(result.error)
+            assert srv.stats.batches_created == 1
+        finally:
+            await provider.aclose()
+
+
+async def test_openai_backend_cancel_and_expiry(clock: Clock) -> None:
+    async with MockServer(server_config(batch_expire_after=5.0), clock=clock) as srv:
+        provider = openai_provider(srv)
+        backend = provider.batch_backend()
+        try:
+            first = await backend.submit(batch_items(10, model="gpt-sim"))
+            clock.now += 3.0
+            assert (await backend.cancel(first.id)).state == "canceling"
+            status = await backend.retrieve(first.id)
+            assert (status.state, status.raw_status) == ("ended", "cancelled")
+            assert (status.counts.succeeded, status.counts.canceled) == (3, 7)
+            outcomes = [r.outcome for r in (await collect(backend, first.id)).values()]
+            assert outcomes.count("succeeded") == 3 and outcomes.count("canceled") == 7
+            second = await backend.submit(batch_items(4, model="gpt-sim"))
+            clock.now += 5.0
+            status = await backend.retrieve(second.id)
+            assert (status.raw_status, status.counts.expired) == ("expired", 2)
+            outcomes = sorted(r.outcome for r in (await collect(backend, second.id)).values())
+            assert outcomes == ["expired", "expired", "succeeded", "succeeded"]
+        finally:
+            await provider.aclose()
+
+
+async def test_openai_backend_failed_batch_and_refusals(clock: Clock) -> None:
+    async with MockServer(server_config(), api_key=OPENAI_KEY, clock=clock) as srv:
+        provider = openai_provider(srv)
+        backend = provider.batch_backend()
+        try:
+            mixed = [BatchItem("a", "gpt-sim", request(0)), BatchItem("b", "gpt-other", request(1))]
+            status = await backend.submit(mixed)
+            assert status.state == "failed" and status.error is not None
+            assert "mismatched_model" in status.error
+            with pytest.raises(BadRequestError, match="failed"):
+                await collect(backend, status.id)
+            with pytest.raises(NotFoundError) as missing:
+                await backend.retrieve("batch_nope")
+            assert OPENAI_KEY not in str(missing.value) and OPENAI_KEY not in repr(backend)
+        finally:
+            await provider.aclose()
+        wrong = "sk-openai-wrong-key-00000000000"
+        bad = OpenAIProvider(base_url=srv.openai_url, api_key=wrong, timeout=5, max_connections=1)
+        try:
+            with pytest.raises(AuthenticationError) as info:
+                await bad.batch_backend().submit(batch_items(1, model="gpt-sim"))
+            assert wrong not in str(info.value)
+        finally:
+            await bad.aclose()
+
+
+def test_openai_encoded_size_is_the_line() -> None:
+    provider = OpenAIProvider(
+        base_url="http://h:1/v1", api_key=OPENAI_KEY, timeout=1, max_connections=1
+    )
+    backend = provider.batch_backend()
+    item = BatchItem("c1", "gpt-sim", request(0, temperature=0.3))
+    line = backend.line(item)  # type: ignore[attr-defined]
+    parsed = json.loads(line)
+    assert line.endswith(b"}\n") and backend.encoded_size(item) == len(line)
+    assert parsed["method"] == "POST" and parsed["url"] == "/v1/chat/completions"
+    assert parsed["body"] == json.loads(provider._body("gpt-sim", item.request, stream=False))
+    assert backend.limits.max_requests == 50_000 and backend.limits.max_bytes == 200 << 20
+
+
+async def test_openai_output_lines_are_bounded(clock: Clock) -> None:
+    config = server_config(batch_processing_time=0.0, output_tokens=180)
+    async with MockServer(config, clock=clock) as srv:
+        provider = openai_provider(srv, limits=ResponseLimits(max_body_bytes=900))
+        try:
+            backend = provider.batch_backend()
+            status = await backend.submit(batch_items(3, model="gpt-sim"))
+            with pytest.raises(ResponseTooLargeError):
+                await collect(backend, status.id)
+        finally:
+            await provider.aclose()
