@@ -432,6 +432,8 @@ class _Connection(asyncio.Protocol):
                 transport.write(b"0\r\n\r\n")
                 self._done()
                 return
+            if not piece:
+                continue  # an empty chunk would end the body
             transport.write(_chunk(piece))
             budget -= len(piece)
             if budget <= 0:

@@ -451,3 +451,30 @@ async def test_openai_output_lines_are_bounded(clock: Clock) -> None:
                 await collect(backend, status.id)
         finally:
             await provider.aclose()
+
+
+async def test_openai_unrun_items_missing_from_both_files_come_from_the_input_file(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentic_synth.simulator import _batch_wire
+
+    listed = _batch_wire._openai_line
+
+    def without_unrun(result: Any) -> bytes:
+        return b"" if result.state in ("canceled", "expired") else listed(result)
+
+    monkeypatch.setattr(_batch_wire, "_openai_line", without_unrun)
+    async with MockServer(server_config(), clock=clock) as srv:
+        provider = openai_provider(srv)
+        backend = provider.batch_backend()
+        try:
+            status = await backend.submit(batch_items(5, model="gpt-sim"))
+            clock.now += 4.0
+            await backend.cancel(status.id)
+            results = await collect(backend, status.id)
+            assert sorted(results) == [f"req-{i}" for i in range(5)]
+            assert [results[f"req-{i}"].outcome for i in range(5)] == ["succeeded"] * 2 + [
+                "canceled"
+            ] * 3
+        finally:
+            await provider.aclose()
