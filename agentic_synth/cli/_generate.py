@@ -16,6 +16,8 @@ import anyio
 from .._exceptions import ConfigurationError
 from .._synth import Synth
 from ._args import check_range
+from ._batch_cmd import add_batch_mode_arguments, check_batch_mode_arguments
+from ._batch_cmd import generate as generate_batch_job
 from ._common import (
     add_cache_arguments,
     add_generation_arguments,
@@ -121,6 +123,7 @@ def add_parser(sub: Any) -> None:
         help="with --dedup-outputs: drop such outputs (an error record says why)",
     )
     add_cache_arguments(p)
+    add_batch_mode_arguments(p)
     add_metrics_arguments(p)
     add_generation_arguments(p)
     p.set_defaults(run=run)
@@ -136,6 +139,7 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigurationError("--drop-duplicates needs --dedup-outputs JACCARD, e.g. 0.9")
     check_metrics_arguments(args)
     check_progress_arguments(args)
+    check_batch_mode_arguments(args)
 
 
 def _open_source(args: argparse.Namespace) -> Source:
@@ -166,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         dedup_action="drop" if args.drop_duplicates else "flag",
     )
     with serve_job_metrics(args, synth):
+        if args.mode == "batch":
+            return generate_batch_job(args, synth, _open_source, _open_output)
         return _run(args, synth)
 
 

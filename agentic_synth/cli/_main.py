@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from .. import __version__
 from .._exceptions import SynthError
 from . import (
+    _batch_cmd,
     _bench,
     _cache_cmd,
     _config_cmd,
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bench.add_parser(sub)
     _mock_server.add_parser(sub)
     _cache_cmd.add_parser(sub)
+    _batch_cmd.add_parser(sub)
     _config_cmd.add_parsers(sub)
     _validate.add_parser(sub)
     _doctor.add_parser(sub)
