@@ -124,11 +124,13 @@ class ModelEntry:
     output_tpm: float | None = None
     max_in_flight: int | None = None
     timeout: float | None = 600.0
-    input_price: float = 0.0
-    output_price: float = 0.0
+    input_price: float | None = None
+    output_price: float | None = None
     cache_write_price: float | None = None
     cache_write_1h_price: float | None = None
     cache_read_price: float | None = None
+    batch_input_price: float | None = None
+    batch_output_price: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     #: Header name -> environment variable holding its value (a gateway's own key).
     headers_env: Mapping[str, str] = field(default_factory=dict)
@@ -217,6 +219,8 @@ class ModelEntry:
                 cache_write_price=self.cache_write_price,
                 cache_write_1h_price=self.cache_write_1h_price,
                 cache_read_price=self.cache_read_price,
+                batch_input_price=self.batch_input_price,
+                batch_output_price=self.batch_output_price,
                 options=options,
                 verify=self.verify,
             )
@@ -359,6 +363,8 @@ _MODEL_KEYS = (
     "cache_write_price",
     "cache_write_1h_price",
     "cache_read_price",
+    "batch_input_price",
+    "batch_output_price",
     "options",
     "headers_env",
     "verify",
@@ -461,6 +467,8 @@ class _Checker:
             "cache_write_price",
             "cache_write_1h_price",
             "cache_read_price",
+            "batch_input_price",
+            "batch_output_price",
         ):
             if key in table:
                 price = self.price(where, key, table[key])
@@ -744,7 +752,8 @@ base_url = "http://localhost:8000/v1"
 # api_key_env = "VLLM_API_KEY"    # only if the server was started with --api-key
 max_in_flight = 256               # the server's own batch limit
 timeout = 120                     # seconds per call
-# prices: USD per token (0 for your own hardware)
+input_price = 0.0                 # USD per token: 0 for your own hardware (a model
+output_price = 0.0                #   missing from the price table has no cost otherwise)
 
 [[models]]
 # The fallback: Anthropic's API. The key is read from the variable named here.
@@ -754,8 +763,10 @@ rpm = 4000                        # your account's requests per minute
 input_tpm = 400000                # input tokens per minute
 output_tpm = 80000                # output tokens per minute
 timeout = 120
-input_price = 1.0e-6              # USD per token: $1 per million input tokens
-output_price = 5.0e-6             # $5 per million output tokens
+# prices come from the shipped price table (USD per token; override if yours differ):
+# input_price = 1.0e-6            # $1 per million input tokens
+# output_price = 5.0e-6           # $5 per million output tokens
+# batch_input_price = 0.5e-6      # through the Message Batches API
 
 # Provider options go in a [models.options] table under their model, e.g.
 # connect_timeout = 5. A gateway header whose value is a secret is read from the

@@ -18,6 +18,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigurationError",
     "InvalidRequestError",
     "NotFoundError",
@@ -113,6 +114,20 @@ class ConfigurationError(SynthError, ValueError):
 
 class InvalidRequestError(SynthError, ValueError):
     """A single request is malformed (empty messages, max_tokens <= 0, ...)."""
+
+
+class BudgetExceededError(SynthError):
+    """A request was not sent: its worst-case cost does not fit in what is left of
+    the budget. Once one does not fit, the job sends nothing more (every remaining
+    input ends with this error, none of them paid for)."""
+
+    def __init__(
+        self, message: str, *, limit_usd: float, spent_usd: float, needed_usd: float = 0.0
+    ) -> None:
+        super().__init__(message)
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.needed_usd = needed_usd
 
 
 class ProviderError(SynthError):

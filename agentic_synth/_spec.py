@@ -145,15 +145,20 @@ class ModelSpec:
     max_in_flight: int | None = None
     #: Seconds for one provider call before it counts as a timeout.
     timeout: float | None = 600.0
-    #: USD per input / output token, for cost accounting.
-    input_price: float = 0.0
-    output_price: float = 0.0
+    #: USD per input / output token, for cost accounting (``None``: the shipped price
+    #: table's, see :mod:`agentic_synth._pricing`; a model in neither costs "unknown").
+    input_price: float | None = None
+    output_price: float | None = None
     #: USD per input token written to / read from the provider's prompt cache
-    #: (``None``: Anthropic's multipliers: 1.25x ``input_price`` for 5-minute writes,
-    #: 2x for 1-hour writes, 0.1x for reads).
+    #: (``None``: the table's, else the provider's multipliers of ``input_price``:
+    #: Anthropic 1.25x for 5-minute writes, 2x for 1-hour writes, 0.1x for reads).
     cache_write_price: float | None = None
     cache_write_1h_price: float | None = None
     cache_read_price: float | None = None
+    #: USD per input / output token through the provider's batch API (``None``: the
+    #: table's, else half of ``input_price`` / ``output_price``).
+    batch_input_price: float | None = None
+    batch_output_price: float | None = None
     #: Provider-specific options (the simulator's latency and faults, for one).
     options: Mapping[str, Any] = field(default_factory=dict)
     #: TLS verification: True (system CAs), False (none: testing only), a CA bundle
@@ -231,6 +236,8 @@ class ModelSpec:
             self.cache_write_price,
             self.cache_write_1h_price,
             self.cache_read_price,
+            self.batch_input_price,
+            self.batch_output_price,
         )
         if any(p is not None and not (p >= 0 and math.isfinite(p)) for p in prices):
             raise ConfigurationError("prices per token must be finite numbers >= 0")

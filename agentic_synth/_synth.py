@@ -31,7 +31,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._cost import usage_cost
+from ._budget import Budget, BudgetAccount
 from ._dedup import DedupAction, NearDuplicateIndex, OutputDedup, PromptDedup, make_index
 from ._exceptions import ConfigurationError, InvalidRequestError, SynthError
 from ._governor import MemoryGovernor, cgroup_memory_limit, parse_size
@@ -131,6 +131,7 @@ class Synth:
         memory_limit: int | str | None = None,
         slo: Mapping[str, float] | None = None,
         monitor: bool = True,
+        budget: Budget | float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -173,6 +174,18 @@ class Synth:
             raise ConfigurationError(
                 f"deadline must be a positive number of seconds or None, got {deadline!r}"
             )
+        self._budget_settings = Budget.coerce(budget)
+        self._budget: BudgetAccount | None = None
+        if self._budget_settings is not None:
+            from ._pricing import prices_for
+
+            unpriced = [s.name for s in specs if prices_for(s) is None]
+            if unpriced:
+                raise ConfigurationError(
+                    f"a budget needs a price for every model; {', '.join(unpriced)} has none in "
+                    "the price table: give ModelSpec(..., input_price=..., output_price=...) "
+                    "(USD per token) or input_price/output_price in its [[models]] entry"
+                )
         self._dedup = _DedupConfig(dedup_prompts, dedup_outputs, dedup_action)
         self._cache_settings = Cache.coerce(cache)
         self._cache: ResponseCache | None = None
@@ -215,6 +228,7 @@ class Synth:
         providers: dict[tuple[object, ...], Provider] = {}
         pairs: list[tuple[ModelSpec, Provider]] = []
         cache: ResponseCache | None = None
+        budget: BudgetAccount | None = None
         try:
             # Everything is built before the task group is entered, and undone if any
             # part fails, so a failed __aenter__ leaves nothing open behind it.
@@ -226,7 +240,13 @@ class Synth:
                     providers[key] = create_provider(spec, max_connections=self.max_concurrency)
                 pairs.append((spec, providers[key]))
             self._metrics.reset()  # this session's figures, from now
-            router = Router(pairs, metrics=self._metrics, clock=self._clock, **self._routing)
+            if self._budget_settings is not None:
+                budget = await anyio.to_thread.run_sync(
+                    functools.partial(BudgetAccount, self._budget_settings, clock=self._clock)
+                )
+            router = Router(
+                pairs, metrics=self._metrics, clock=self._clock, budget=budget, **self._routing
+            )
             if self._cache_settings is not None:
                 cache = await open_cache(
                     self._cache_settings, models=[s.name for s in self._specs], clock=self._clock
@@ -235,8 +255,12 @@ class Synth:
             await tg.__aenter__()
             if self._metrics.detailed:
                 tg.start_soon(watch_process, self._metrics)
+            if budget is not None:
+                tg.start_soon(budget.run_flusher)
         except BaseException:
             with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                if budget is not None:
+                    budget.close()
                 if cache is not None:
                     await cache.aclose()
                 for p in providers.values():
@@ -246,6 +270,8 @@ class Synth:
         self._router = router
         self._deployments = pairs
         self._cache = cache
+        self._budget = budget
+        self._metrics.budget_probe = None if budget is None else budget.snapshot
         self._metrics.cache_probe = None if cache is None else cache.stats
         self._governor = self._open_governor(cache)
         self._metrics.memory_probe = None if self._governor is None else self._governor.snapshot
@@ -274,8 +300,9 @@ class Synth:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tg, router, cache = self._tg, self._router, self._cache
+        tg, router, cache, budget = self._tg, self._router, self._cache, self._budget
         self._tg = self._router = self._cache = None
+        self._budget = None
         if self._governor is not None:
             self._governor.close()
             self._governor = None
@@ -292,6 +319,10 @@ class Synth:
                         return
                     raise single from None
         finally:
+            if budget is not None:
+                # writes back the spending and gives the unused allowance back
+                with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                    await anyio.to_thread.run_sync(budget.close)
             if cache is not None:
                 await cache.aclose()  # commits what is pending, bounded per tier
             if router is not None:
@@ -331,7 +362,6 @@ class Synth:
         router = self._require_open()
         cache = self._cache
         send = self._send
-        specs = {s.name: s for s in self._specs}
 
         async def call(request: Request, sample: int) -> Result:
             # a dataset sends the same request for different samples on purpose: it is
@@ -346,8 +376,7 @@ class Synth:
             return await send(router, request, None, sampled=True)
 
         def price(completion: Completion) -> float:
-            spec = specs.get(completion.model)
-            return 0.0 if spec is None else usage_cost(completion.usage, spec)
+            return completion.cost or 0.0
 
         return Engine(call, self._params_for, price, self.max_concurrency, self._tg)
 
@@ -708,6 +737,7 @@ class Synth:
                 request_id=end.request_id,
                 ttft=ttft,
                 fallbacks=routed.fallbacks,
+                cost=routed.cost,
             )
         )
 
@@ -732,6 +762,7 @@ def _completion(routed: Routed, latency: float) -> Completion:
         attempts=routed.attempts,
         request_id=response.request_id,
         fallbacks=routed.fallbacks,
+        cost=routed.cost,
     )
 
 

@@ -180,6 +180,9 @@ class Completion:
     near_duplicate_of: int | None = None
     #: The provider's own finish reason (``end_turn``, ``max_tokens``, ``stop``, ...).
     raw_finish_reason: str | None = None
+    #: USD this result cost: usage at the model's prices (batch prices for a batch
+    #: result), 0.0 for a cache replay, ``None`` when the model has no known price.
+    cost: float | None = None
     #: The provider batch that answered it (``generate_batch(mode="batch")``), else ``None``.
     batch_id: str | None = None
     ok: Literal[True] = field(default=True, repr=False)

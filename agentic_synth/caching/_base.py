@@ -175,4 +175,5 @@ class CachedResult:
             request_id=self.request_id,
             index=index,
             raw_finish_reason=self.raw_finish_reason,
+            cost=0.0,  # replayed: nothing paid this time
         )

@@ -133,11 +133,13 @@ _MODEL_FIELDS: tuple[tuple[str, Any], ...] = (
     ("output_tpm", None),
     ("max_in_flight", None),
     ("timeout", 600.0),
-    ("input_price", 0.0),
-    ("output_price", 0.0),
+    ("input_price", None),
+    ("output_price", None),
     ("cache_write_price", None),
     ("cache_write_1h_price", None),
     ("cache_read_price", None),
+    ("batch_input_price", None),
+    ("batch_output_price", None),
 )
 
 

@@ -38,7 +38,8 @@ __all__ = ["STAGES", "Metrics", "MetricsSnapshot"]
 
 #: Where a request's time goes, in path order: waiting for input to pull, for the
 #: memory governor, for a job-wide pause (no deployment can serve), for client-side
-#: rate limits and max_in_flight, for a breaker or throttle to reopen, in retry
+#: rate limits and max_in_flight, for the budget (a reservation waiting for calls in
+#: flight to settle), for a breaker or throttle to reopen, in retry
 #: backoff, for a pooled connection (all busy; the lean HTTP transport reports it),
 #: at the provider (each attempt's call, less the pool wait), and for the consumer to
 #: take the result (output backpressure).
@@ -47,6 +48,7 @@ STAGES = (
     "memory",
     "paused",
     "rate_limit",
+    "budget",
     "breaker",
     "backoff",
     "pool",
@@ -131,6 +133,12 @@ class MetricsSnapshot:
     peak_rss_bytes: int | None = None
     #: Share of sampled requests equal to an earlier one (``None``: none sampled).
     repeat_rate: float | None = None
+    #: Successful calls whose cost is unknown (no price for their model): the run
+    #: cost at least ``cost_usd``.
+    unpriced_calls: int = 0
+    #: The budget's account (``limit_usd``, ``spent_usd``, ``reserved_usd``,
+    #: ``uncertain_usd``, ``period``, ``exhausted``...); ``None`` without a budget.
+    budget: dict[str, Any] | None = None
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -141,7 +149,16 @@ class MetricsSnapshot:
 
 
 class _ModelStats:
-    __slots__ = ("attempts", "errors", "input_tokens", "latency", "output_tokens", "succeeded")
+    __slots__ = (
+        "attempts",
+        "cost_usd",
+        "errors",
+        "input_tokens",
+        "latency",
+        "output_tokens",
+        "succeeded",
+        "unpriced",
+    )
 
     def __init__(self) -> None:
         self.attempts = 0
@@ -150,6 +167,9 @@ class _ModelStats:
         self.input_tokens = 0
         self.output_tokens = 0
         self.latency = LogHistogram()
+        self.cost_usd = 0.0
+        #: Calls whose cost is unknown (no price for the model).
+        self.unpriced = 0
 
 
 class _Window:
@@ -227,6 +247,8 @@ class Metrics:
         self.cache_probe: Callable[[], dict[str, Any]] | None = None
         #: The memory governor's state, when there is a memory limit.
         self.memory_probe: Callable[[], dict[str, Any]] | None = None
+        #: The budget's account (limit, spent, reserved, alerts), when there is one.
+        self.budget_probe: Callable[[], dict[str, Any]] | None = None
         #: Seconds requests queued for a pooled connection (from the providers).
         self.pool_probe: Callable[[], float] | None = None
         #: Called with each finished request's figures (OpenTelemetry, for one):
@@ -256,6 +278,9 @@ class Metrics:
         self.input_tokens = 0
         self.output_tokens = 0
         self.cost_usd = 0.0
+        #: Successful calls whose cost is unknown (no price for their model): the
+        #: cost is then "at least cost_usd", never a silent 0.
+        self.unpriced_calls = 0
         self.latency = LogHistogram()
         self.ttft = LogHistogram()
         self.tpot = LogHistogram()
@@ -389,15 +414,21 @@ class Metrics:
         latency: float,
         input_tokens: int,
         output_tokens: int,
-        cost: float = 0.0,
+        cost: float | None = 0.0,
     ) -> None:
+        """A call that succeeded; ``cost`` ``None``: its price is unknown."""
         self.attempts += 1
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
-        self.cost_usd += cost
+        stats = self._model(model)
+        if cost is None:
+            self.unpriced_calls += 1
+            stats.unpriced += 1
+        else:
+            self.cost_usd += cost
+            stats.cost_usd += cost
         if self.detailed:
             self.waits["provider"] += latency
-        stats = self._model(model)
         stats.attempts += 1
         stats.succeeded += 1
         stats.input_tokens += input_tokens
@@ -439,6 +470,9 @@ class Metrics:
                 "errors": dict(s.errors),
                 "input_tokens": s.input_tokens,
                 "output_tokens": s.output_tokens,
+                # None when no call of this model could be priced
+                "cost_usd": None if s.unpriced and not s.cost_usd else s.cost_usd,
+                "unpriced_calls": s.unpriced,
                 "latency_p50": s.latency.percentile(0.5),
                 "latency_p99": s.latency.percentile(0.99),
             }
@@ -516,6 +550,8 @@ class Metrics:
             rss_bytes=rss,
             peak_rss_bytes=peak,
             repeat_rate=self.repeats / self.repeat_sampled if self.repeat_sampled else None,
+            unpriced_calls=self.unpriced_calls,
+            budget=None if self.budget_probe is None else self.budget_probe(),
         )
 
 

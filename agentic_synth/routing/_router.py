@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from .._cost import usage_cost
+from .._budget import BudgetAccount, Hold, failed_call_charge
 from .._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -29,6 +29,7 @@ from .._exceptions import (
     ProviderError,
 )
 from .._log import get_logger
+from .._pricing import Prices, prices_for, worst_case_input_tokens
 from .._spec import ModelSpec
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
 from ..monitor import Metrics
@@ -114,6 +115,8 @@ class Routed:
     attempts: int
     fallbacks: tuple[str, ...]
     response: ProviderResponse | None = None
+    #: USD the successful call cost (``None``: the model has no known price).
+    cost: float | None = None
 
 
 class _Slot:
@@ -129,6 +132,7 @@ class _Slot:
         "name",
         "out_kind",
         "out_strikes",
+        "prices",
         "provider",
         "reported",
         "semaphore",
@@ -153,6 +157,8 @@ class _Slot:
         self.weight = spec.weight
         self.breaker = breaker
         self.limiter = limiter
+        #: USD per token of every kind (``None``: unknown, the cost is not counted).
+        self.prices: Prices | None = prices_for(spec)
         self.semaphore = anyio.Semaphore(spec.max_in_flight) if spec.max_in_flight else None
         self.in_flight = 0
         self.latency_per_token: float | None = None
@@ -195,15 +201,22 @@ class _Slot:
 
 
 class _Admission:
-    __slots__ = ("reservation", "slot", "started", "ticket")
+    __slots__ = ("hold", "reservation", "slot", "started", "ticket")
 
     def __init__(
-        self, slot: _Slot, ticket: Ticket, reservation: Reservation | None, started: float
+        self,
+        slot: _Slot,
+        ticket: Ticket,
+        reservation: Reservation | None,
+        started: float,
+        hold: Hold | None,
     ) -> None:
         self.slot = slot
         self.ticket = ticket
         self.reservation = reservation
         self.started = started
+        #: The budget's reservation of this call's worst-case cost.
+        self.hold = hold
 
 
 class _Refused(Exception):
@@ -235,6 +248,7 @@ class Router:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         token_counter: TokenCounter | None = None,
         rng: random.Random | None = None,
+        budget: BudgetAccount | None = None,
     ) -> None:
         if not models:
             raise ConfigurationError("the router needs at least one model")
@@ -256,6 +270,7 @@ class Router:
         self.strategy = strategy
         self._config = cfg = breaker or BreakerConfig()
         self._tokens = token_counter
+        self._budget = budget
         #: Set (and replaced) whenever any breaker changes state or frees a probe slot.
         self._changed = anyio.Event()
         self._slots: list[_Slot] = []
@@ -336,11 +351,28 @@ class Router:
         count: int = self._tokens.count_messages(request.messages, request.system)
         return count
 
+    async def _hold(self, slot: _Slot, request: Request) -> Hold:
+        """Reserve the call's worst-case cost at ``slot``'s prices (waits while other
+        calls may settle; raises BudgetExceededError when it cannot fit)."""
+        budget = self._budget
+        assert budget is not None and slot.prices is not None
+        amount = slot.prices.worst_case(worst_case_input_tokens(request), request.max_tokens)
+        hold = budget.try_reserve(amount)
+        if hold is None:
+            waiting_since = self._clock()
+            hold = await budget.reserve(amount)
+            if self._metrics.detailed:
+                self._metrics.waited("budget", self._clock() - waiting_since)
+        return hold
+
     async def _admit(self, slot: _Slot, request: Request, progress: _Progress) -> _Admission:
         if slot.throttled_until != _NEVER and slot.throttled_until > self._clock():
             raise _Refused
+        hold = None if self._budget is None else await self._hold(slot, request)
         ticket = slot.breaker.try_acquire()
         if ticket is None:
+            if hold is not None:
+                self._budget.release(hold)  # type: ignore[union-attr]
             raise _Refused
         reservation: Reservation | None = None
         acquired = False
@@ -378,9 +410,11 @@ class Router:
                 slot.limiter.release(reservation)
             if acquired and slot.semaphore is not None:
                 slot.semaphore.release()
+            if hold is not None:
+                self._budget.release(hold)  # type: ignore[union-attr]
             raise
         slot.in_flight += 1
-        return _Admission(slot, ticket, reservation, self._clock())
+        return _Admission(slot, ticket, reservation, self._clock(), hold)
 
     def _release_ticket(self, slot: _Slot, ticket: Ticket) -> None:
         if slot.breaker.release(ticket):
@@ -393,7 +427,8 @@ class Router:
 
     def _succeeded(
         self, adm: _Admission, usage: Usage, headers: Any, streamed_latency: float | None = None
-    ) -> None:
+    ) -> float | None:
+        """Account for a successful call; returns its cost (``None``: unknown)."""
         slot = adm.slot
         self._leave(adm)
         slot.breaker.record_success(adm.ticket)
@@ -422,19 +457,22 @@ class Router:
         slot.latency_per_token = (
             per_token if prev is None else prev + _EWMA_ALPHA * (per_token - prev)
         )
-        spec = slot.spec
-        if usage.cache_creation_input_tokens or usage.cache_read_input_tokens:
-            cost = usage_cost(usage, spec)
-        else:  # the common case, without a call
-            cost = usage.input_tokens * spec.input_price + usage.output_tokens * spec.output_price
+        prices = slot.prices
+        cost = None if prices is None else prices.cost(usage)
+        if adm.hold is not None:
+            self._budget.settle(adm.hold, cost)  # type: ignore[union-attr]
         self._metrics.attempt_succeeded(
             slot.name, latency, usage.input_tokens, usage.output_tokens, cost
         )
+        return cost
 
     def _abandoned(self, adm: _Admission) -> None:
         """The call ended with no verdict on the model (cancelled, closed early)."""
         self._leave(adm)
         self._release_ticket(adm.slot, adm.ticket)
+        if adm.hold is not None:
+            # it may have been sent and answered: charged at its worst case
+            self._budget.settle(adm.hold, None)  # type: ignore[union-attr]
 
     def _book_failure(self, adm: _Admission, exc: ProviderError, kind: ErrorKind) -> None:
         """Account for a failed call: limits, streaks, metrics. The breaker's verdict
@@ -444,6 +482,10 @@ class Router:
         slot.marked = True
         exc.model = exc.model or slot.name
         slot.last_error = exc
+        if adm.hold is not None:
+            budget = self._budget
+            assert budget is not None
+            budget.settle(adm.hold, 0.0 if failed_call_charge(exc) == "none" else None)
         self._metrics.attempt_failed(slot.name, exc, self._clock() - adm.started)
         limiter = slot.limiter
         if limiter is not None:
@@ -824,7 +866,7 @@ class Router:
             return await slot.provider.complete(slot.spec.model, call)
 
         adm, response = await self._drive(request, routed, attempt)
-        self._succeeded(adm, response.usage, response.headers)
+        routed.cost = self._succeeded(adm, response.usage, response.headers)
         routed.response = response
         return routed
 
@@ -861,7 +903,7 @@ class Router:
                     if isinstance(event, ProviderStreamEnd):
                         settled = True
                         attempt_time = clock() - adm.started - consumer
-                        self._succeeded(adm, event.usage, event.headers, attempt_time)
+                        routed.cost = self._succeeded(adm, event.usage, event.headers, attempt_time)
                         yield event
                         return
                     handed = clock()
