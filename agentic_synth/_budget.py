@@ -412,15 +412,36 @@ class BudgetAccount:
                 if hold is not None:
                     return hold
             if self.outstanding == 0:
-                self.exhausted = True
-                log.warning(
-                    "budget_exhausted",
-                    limit_usd=self.limit,
-                    spent_usd=round(self.total_spent, 6),
-                    needed_usd=round(amount, 6),
-                )
-                raise self._error(amount)
+                raise self.refuse(amount)
             await self._settled.wait()
+
+    async def room(self, want: float) -> float:
+        """USD that can be reserved now (claiming up to ``want`` from the ledger
+        first); 0 once exhausted. For work reserved as a whole (a provider batch)."""
+        if self.exhausted:
+            return 0.0
+        if self._ledger is not None and self._used + want > self._allowance:
+            await self._claim(want)
+        return max(0.0, self._allowance - self._used)
+
+    def force_reserve(self, amount: float) -> Hold:
+        """A hold for spending already committed elsewhere (a provider batch submitted
+        by an earlier run): counted whether or not it fits."""
+        self.reserved += amount
+        self.outstanding += 1
+        return Hold(amount)
+
+    def refuse(self, amount: float) -> BudgetExceededError:
+        """Mark the budget exhausted; the error for a request of ``amount`` USD."""
+        if not self.exhausted:
+            self.exhausted = True
+            log.warning(
+                "budget_exhausted",
+                limit_usd=self.limit,
+                spent_usd=round(self.total_spent, 6),
+                needed_usd=round(amount, 6),
+            )
+        return self._error(amount)
 
     def _error(self, amount: float) -> BudgetExceededError:
         self.refused += 1

@@ -23,14 +23,17 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
+from .._budget import BudgetAccount, Hold
 from .._exceptions import (
     APIConnectionError,
     BadRequestError,
+    BudgetExceededError,
     NotFoundError,
     ProviderError,
     SynthError,
 )
 from .._log import get_logger
+from .._pricing import prices_for, worst_case_input_tokens
 from .._spec import ModelSpec
 from .._types import _FINISH_ALIASES, Completion, Failure, Request, Result, Usage
 from .._types import normalize_finish_reason as _normalize
@@ -148,8 +151,15 @@ class BatchJob:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         progress: Callable[[BatchProgress], None] | None = None,
         wait: float | None = None,
+        budget: BudgetAccount | None = None,
     ) -> None:
         self.store = store
+        #: The Synth's budget: a batch reserves its worst case (at batch prices) when
+        #: submitted and settles to what its results cost when collected.
+        self._budget = budget
+        self._holds: dict[int, Hold] = {}
+        batch_prices = prices_for(spec) if budget is not None else None
+        self._batch_prices = batch_prices
         #: ``cancel`` mode: seconds to wait for canceled batches to end (None: until they do).
         self.wait = wait
         self.job_id = job_id
@@ -293,6 +303,14 @@ class BatchJob:
             elif batch.status in ("running", "canceling", "ended", "failed"):
                 items = set(await self._db(self.store.batch_items, self.job_id, batch.seq))
                 self._running[batch.seq] = _Running(batch, None, items)
+                if self._budget is not None and have_requests:
+                    # submitted by an earlier run: its spending is coming, fit or not
+                    worst = sum(
+                        self._worst(BatchItem(custom_id(i), self.spec.model, request))
+                        for i in items
+                        if (request := self._requests[i]) is not None
+                    )
+                    self._holds[batch.seq] = self._budget.force_reserve(worst)
                 self.progress.batches_submitted += 1
         if self._cache_read and have_requests:
             await self._replay_cache()
@@ -352,9 +370,46 @@ class BatchJob:
         for chunk in chunks.batches:
             await self.submit_chunk(chunk, self.backend)
 
+    def _worst(self, item: BatchItem) -> float:
+        prices = self._batch_prices
+        assert prices is not None
+        request = item.request
+        return prices.worst_case(worst_case_input_tokens(request), request.max_tokens, batch=True)
+
+    async def _reserve(self, items: Sequence[BatchItem]) -> tuple[Sequence[BatchItem], Hold]:
+        """Reserve the chunk's worst case; the items that do not fit end with the
+        budget's error (the budget is then exhausted: nothing more is submitted)."""
+        budget = self._budget
+        assert budget is not None
+        costs = [self._worst(item) for item in items]
+        total = sum(costs)
+        hold = budget.try_reserve(total)
+        if hold is not None:
+            return items, hold
+        room = await budget.room(total)
+        fit, spent = 0, 0.0
+        for cost in costs:
+            if spent + cost > room:
+                break
+            spent += cost
+            fit += 1
+        hold = budget.try_reserve(spent) if fit else None
+        error = budget.refuse(costs[fit])
+        await self._finish_failed([(_index(item), error) for item in items[fit:]])
+        if hold is None:
+            raise error
+        return items[:fit], hold
+
     async def submit_chunk(self, items: Sequence[BatchItem], backend: BatchBackend) -> None:
-        """The one place a batch is submitted: intent row, submit, id recorded. A failed
-        submit puts the items back (retryable errors) or fails them."""
+        """The one place a batch is submitted: budget reservation, intent row, submit,
+        id recorded. A failed submit puts the items back (retryable errors) or fails
+        them."""
+        hold: Hold | None = None
+        if self._budget is not None:
+            try:
+                items, hold = await self._reserve(items)
+            except BudgetExceededError:
+                return
         indices = [_index(item) for item in items]
         round_ = 1 + max(self._attempts.get(i, 0) for i in indices)
         spec = self.spec
@@ -389,6 +444,11 @@ class BatchJob:
                 await self._db(self.store.set_submitted, seq, status.id, self._clock())
             else:
                 await self._db(self.store.drop_intent, self.job_id, seq, lost=False)
+        if hold is not None:
+            if status is not None:
+                self._holds[seq] = hold
+            else:
+                self._budget.release(hold)  # type: ignore[union-attr]  # refused: not billed
         if status is not None:
             rows = await self._db(self.store.batches, self.job_id)
             row = next(r for r in rows if r.seq == seq)
@@ -464,6 +524,7 @@ class BatchJob:
         log.warning("batch_gone", job=self.job_id, batch=row.batch_id, error=str(exc))
         await self._db(self.store.update_batch, row.seq, status="collected", error=str(exc))
         del self._running[row.seq]
+        self._settle(row.seq, None)  # what it ran before it was lost is unknown
         error = APIConnectionError(
             f"batch {row.batch_id} is unknown to the provider now ({exc.message})",
             model=self.spec.name,
@@ -479,6 +540,7 @@ class BatchJob:
         await self._finish_failed([(i, error) for i in sorted(run.items)])
         await self._db(self.store.mark_collected, row.seq, self._clock())
         del self._running[row.seq]
+        self._settle(row.seq, 0.0)  # refused as a whole: nothing ran
 
     async def _collect(self, run: _Running) -> None:
         """Every result of an ended batch, streamed; written a chunk at a time."""
@@ -492,13 +554,16 @@ class BatchJob:
             await self._job_canceled()  # by the user (then final), or by the provider?
         done: list[tuple[int, Completion]] = []
         errors: list[tuple[int, ProviderError]] = []
+        paid = 0.0  # what the batch's results cost (errored, expired items are not billed)
         async for result in self.backend.results(row.batch_id):
             i = index_of(result.custom_id)
             if i is None or i not in waiting:
                 continue  # not ours, or already answered (a repeated line)
             waiting.discard(i)
             if result.outcome == "succeeded" and result.response is not None:
-                done.append((i, self._completion(i, result, latency, row.batch_id)))
+                completion = self._completion(i, result, latency, row.batch_id)
+                paid += completion.cost or 0.0
+                done.append((i, completion))
             else:
                 errors.append((i, self._item_error(result, row.batch_id)))
             if len(done) >= _WRITE_CHUNK:
@@ -518,9 +583,15 @@ class BatchJob:
         if self._metrics is not None:
             for _, error in errors:
                 self._metrics.attempt_failed(self.spec.name, error)
+        self._settle(row.seq, paid)
         await self._after_errors(errors)
         await self._db(self.store.mark_collected, row.seq, self._clock())
         del self._running[row.seq]
+
+    def _settle(self, seq: int, cost: float | None) -> None:
+        hold = self._holds.pop(seq, None)
+        if hold is not None and self._budget is not None:
+            self._budget.settle(hold, cost)
 
     def _completion(
         self, i: int, result: BatchItemResult, latency: float, batch_id: str

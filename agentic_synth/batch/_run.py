@@ -191,6 +191,7 @@ async def run_batch(
                 cache_store=control in ("default", "no-cache"),
                 cache_ttl=cache_ttl,
                 online=functools.partial(synth._send, router),
+                budget=synth._budget,
                 concurrency=synth.max_concurrency,
                 clock=clock,
                 sleep=sleep,

@@ -382,3 +382,33 @@ def test_the_state_file_never_holds_a_key(tmp_path: Path) -> None:
     }
     db.close()
     assert not {c for c in cols if "key" in c.lower()}
+
+
+async def test_a_budget_reserves_each_batch_and_submits_only_what_fits(tmp_path: Path) -> None:
+    from agentic_synth._budget import Budget
+    from agentic_synth._exceptions import BudgetExceededError
+    from agentic_synth._pricing import prices_for, worst_case_input_tokens
+
+    spec = sim()
+    prices = prices_for(spec)
+    assert prices is not None
+    worst = [
+        prices.worst_case(worst_case_input_tokens(_request(p)), 200, batch=True) for p in PROMPTS
+    ]
+    limit = sum(worst[:7]) + worst[7] / 2  # room for 7 items' worst cases, not 8
+    async with Synth([spec], budget=Budget(limit_usd=limit, alerts=())) as synth:
+        results = await synth.generate_batch(
+            PROMPTS, max_tokens=200, mode="batch", batch_state=tmp_path / "s.sqlite", **FAST
+        )
+        account = synth._budget
+        assert account is not None
+        snapshot = account.snapshot()
+    done = [r for r in results if isinstance(r, Completion)]
+    refused = [r for r in results if isinstance(r, Failure)]
+    assert [r.index for r in done] == list(range(7))
+    assert all(isinstance(r.error, BudgetExceededError) for r in refused) and len(refused) == 5
+    # settled to the batch price of what ran, far below the worst case
+    paid = sum(r.cost or 0.0 for r in done)
+    assert snapshot["spent_usd"] == pytest.approx(paid) and paid <= limit
+    assert snapshot["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
+    assert snapshot["exhausted"] is True
