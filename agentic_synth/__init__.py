@@ -1,10 +1,13 @@
 """agentic-synth: synthetic data generation with LLMs at high throughput."""
 
+from ._budget import Budget, BudgetAlert
+from ._estimate import CostEstimate
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConfigurationError,
     InvalidRequestError,
     NotFoundError,
@@ -20,6 +23,7 @@ from ._exceptions import (
     SynthError,
     UnreachableError,
 )
+from ._pricing import Prices, price_table, prices_for
 from ._spec import ModelSpec, ResponseLimits
 from ._sync import (
     generate,
@@ -55,10 +59,14 @@ __all__ = [
     "BadRequestError",
     "BatchStream",
     "BreakerConfig",
+    "Budget",
+    "BudgetAlert",
+    "BudgetExceededError",
     "Cache",
     "Completion",
     "CompletionStream",
     "ConfigurationError",
+    "CostEstimate",
     "Failure",
     "InvalidRequestError",
     "Message",
@@ -68,6 +76,7 @@ __all__ = [
     "OverloadedError",
     "PermissionDeniedError",
     "PoolTimeoutError",
+    "Prices",
     "ProviderError",
     "QuotaExceededError",
     "RateLimitedError",
@@ -92,6 +101,8 @@ __all__ = [
     "generate_structured",
     "generate_timeseries",
     "iter_structured",
+    "price_table",
+    "prices_for",
     "run",
 ]
 

@@ -379,9 +379,13 @@ class BudgetAccount:
         self.refused = 0
         self._fired: set[float] = set()
         self._settled = anyio.Event()
+        #: Reservations waiting for a settlement (the event is set only for them).
+        self._waiting = 0
+        #: Total spending at which the next unfired alert is due (inf: none left).
+        self._next_alert = self._due()
         self._claiming = anyio.Lock()
-        if self._ledger is not None:
-            self._apply(self._exchange_now(0.0))
+        if self._ledger is not None:  # the first chunk, so the first request need not wait
+            self._apply(self._exchange_now(self.limit * _CHUNK))
 
     # -- the hot path ----------------------------------------------------------------
 
@@ -413,7 +417,11 @@ class BudgetAccount:
                     return hold
             if self.outstanding == 0:
                 raise self.refuse(amount)
-            await self._settled.wait()
+            self._waiting += 1
+            try:
+                await self._settled.wait()
+            finally:
+                self._waiting -= 1
 
     async def room(self, want: float) -> float:
         """USD that can be reserved now (claiming up to ``want`` from the ledger
@@ -477,9 +485,10 @@ class BudgetAccount:
                 )
             self.spent += cost
             self._unflushed += cost
-        self._settled.set()
-        self._settled = anyio.Event()
-        if self.budget.alerts:
+        if self._waiting:
+            self._settled.set()
+            self._settled = anyio.Event()
+        if self._base + self.spent + self.uncertain >= self._next_alert:
             self._check_alerts()
 
     def release(self, hold: Hold) -> None:
@@ -497,6 +506,12 @@ class BudgetAccount:
     @property
     def total_uncertain(self) -> float:
         return self.uncertain
+
+    def _due(self) -> float:
+        for threshold in self.budget.alerts:
+            if threshold not in self._fired:
+                return threshold * self.limit
+        return math.inf
 
     def _check_alerts(self) -> None:
         fraction = self.total_spent / self.limit
@@ -521,6 +536,7 @@ class BudgetAccount:
                     self.budget.on_alert(alert)
                 except Exception as exc:  # a user's callback must not fail a request
                     log.error("budget_alert_callback_failed", error=repr(exc))
+        self._next_alert = self._due()
 
     def _exchange_now(self, want: float) -> tuple[float, float, float, float]:
         """One ledger exchange from the current figures (blocking). Returns what was
@@ -579,6 +595,7 @@ class BudgetAccount:
         self.uncertain = self._unflushed_uncertain
         self._base = 0.0
         self._fired.clear()
+        self._next_alert = self._due()
         self.exhausted = False
 
     async def flush(self) -> None:

@@ -33,6 +33,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._budget import Budget, BudgetAccount
 from ._dedup import DedupAction, NearDuplicateIndex, OutputDedup, PromptDedup, make_index
+from ._estimate import CostEstimate, estimate_cost
 from ._exceptions import ConfigurationError, InvalidRequestError, SynthError
 from ._governor import MemoryGovernor, cgroup_memory_limit, parse_size
 from ._log import get_logger
@@ -417,6 +418,35 @@ class Synth:
         description and metadata on top of the computed skeleton."""
         engine = None if options.get("mode", "local") == "local" else self._engine()
         return await events_dataset(engine, count, **options)
+
+    def estimate(
+        self,
+        inputs: Iterable[Prompt],
+        *,
+        expected_output_tokens: int | None = None,
+        mode: str = "online",
+        **params: Any,
+    ) -> CostEstimate:
+        """What ``generate_batch(inputs, mode=mode, **params)`` would cost, without
+        sending anything: input tokens counted, output at its worst case (every
+        ``max_tokens`` used) and at ``expected_output_tokens`` per request if given,
+        priced at the first model's prices (batch prices for ``mode="batch"``).
+        Works on a closed Synth too."""
+        if mode not in ("online", "batch"):
+            raise InvalidRequestError(f"mode must be 'online' or 'batch', got {mode!r}")
+        spec = self._specs[0]
+        if mode == "batch":
+            # the providers with a batch API (the job uses the first of them)
+            spec = next(
+                (s for s in self._specs if s.provider in ("anthropic", "openai", "sim")), spec
+            )
+        return estimate_cost(
+            spec,
+            self._params_for(params),
+            inputs,
+            expected_output_tokens=expected_output_tokens,
+            batch=mode == "batch",
+        )
 
     def analyze(self) -> AnalysisReport:
         """What limits this engine's work so far, ranked, with evidence and the setting

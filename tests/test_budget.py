@@ -235,26 +235,35 @@ async def test_two_accounts_on_one_ledger_share_the_limit(tmp_path: Path) -> Non
     ledger = tmp_path / "budget.sqlite"
     a = BudgetAccount(Budget(limit_usd=1.0, path=ledger, alerts=()))
     b = BudgetAccount(Budget(limit_usd=1.0, path=ledger, alerts=()))
-    holds = []
-    for account in (a, b) * 40:
-        try:
-            holds.append((account, await account.reserve(0.03)))
-        except BudgetExceededError:
-            pass
-    assert sum(h.amount for _, h in holds) <= 1.0 + 1e-9
-    assert len(holds) >= 30  # not overly conservative: 33 fit in all
-    for account, hold in holds:
-        account.settle(hold, 0.01)
+    paid = {id(a): 0.0, id(b): 0.0}
+    refused = set()
+    for _ in range(100):
+        for account in (a, b):
+            if id(account) in refused:
+                continue
+            try:
+                hold = await account.reserve(0.03)  # worst case 0.03, it costs 0.01
+            except BudgetExceededError:
+                refused.add(id(account))
+                continue
+            account.settle(hold, 0.01)
+            paid[id(account)] += 0.01
+    assert refused == {id(a), id(b)}  # both reached the shared limit
+    total = sum(paid.values())
+    assert total <= 1.0 + 1e-9
+    # not overly conservative: at most each one's last worst case and chunk unused
+    assert total >= 0.9
+    assert min(paid.values()) > 0.3  # shared, not taken by one
     a.close()
     b.close()
     with sqlite3.connect(ledger) as db:
         committed = db.execute("SELECT committed FROM budget_spent").fetchone()[0]
         claims = db.execute("SELECT COUNT(*) FROM budget_claims").fetchone()[0]
-    assert committed == pytest.approx(0.01 * len(holds))
+    assert committed == pytest.approx(total)
     assert claims == 0  # both gave their unused allowance back
     # a later run sees the spending
     c = BudgetAccount(Budget(limit_usd=1.0, path=ledger, alerts=()))
-    assert c.total_spent == pytest.approx(0.01 * len(holds))
+    assert c.total_spent == pytest.approx(total)
     c.close()
 
 
@@ -278,11 +287,11 @@ async def test_period_budgets_reset_each_day_and_alerts_fire_once_per_period(
     assert len(fired) == 1
     again = BudgetAccount(budget)  # a second run the same day: spent 0.6 already
     assert again.total_spent == pytest.approx(0.6)
-    with pytest.raises(BudgetExceededError, match="for 2026-09-21"):
-        await again.reserve(0.5)
     hold = await again.reserve(0.3)
     again.settle(hold, 0.3)
     assert len(fired) == 1  # 0.5 already fired today, by the first run
+    with pytest.raises(BudgetExceededError, match="for 2026-09-21"):
+        await again.reserve(0.2)  # 0.9 spent today
     again.close()
     now[0] += 86_400  # the next day
     tomorrow = BudgetAccount(budget)
@@ -353,7 +362,6 @@ def test_processes_sharing_a_ledger_never_spend_more_than_the_limit(tmp_path: Pa
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-2000:]
         paid.append(float(out.strip().splitlines()[-1]))
-    assert all(p > 0 for p in paid)  # each got a share
     assert sum(paid) <= 0.03 + 1e-9
     assert sum(paid) >= 0.03 * 0.8  # and together they used most of it
     with sqlite3.connect(ledger) as db:

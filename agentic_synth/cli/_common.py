@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 
+from .._budget import Budget
+from .._estimate import CostEstimate, estimate_cost
 from .._exceptions import ConfigurationError
+from .._request import GenerationParams
 from .._synth import Synth
 from ..caching._cache import Cache
 from ._args import bind_problem, check_range
@@ -24,12 +28,15 @@ from ._settings import DEFAULT_MAX_TOKENS, add_config_arguments, resolve_setting
 from ._streams import say
 
 __all__ = [
+    "add_budget_arguments",
     "add_cache_arguments",
     "add_generation_arguments",
     "add_metrics_arguments",
+    "budget_from",
     "build_synth",
     "check_generation_arguments",
     "check_metrics_arguments",
+    "estimate_job",
     "os_reason",
     "request_defaults",
     "run_async",
@@ -126,6 +133,65 @@ def add_metrics_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def estimate_job(
+    args: argparse.Namespace, inputs: Iterable[Any], *, expected_output_tokens: int | None
+) -> CostEstimate:
+    """``--dry-run``: the job's tokens and cost from the same flags, config file and
+    defaults as the real run, without a Synth (no key is needed to count)."""
+    check_generation_arguments(args)
+    settings = resolve_settings(args)
+    specs = settings.specs()
+    params = GenerationParams.from_kwargs(
+        max_tokens=settings.max_tokens, **request_defaults(args, settings)
+    )
+    spec = specs[0]
+    batch = getattr(args, "mode", "online") == "batch"
+    if batch:  # the job uses the first model with a batch API
+        spec = next((s for s in specs if s.provider in ("anthropic", "openai", "sim")), spec)
+    return estimate_cost(
+        spec, params, inputs, expected_output_tokens=expected_output_tokens, batch=batch
+    )
+
+
+def add_budget_arguments(p: argparse.ArgumentParser) -> None:
+    """``--budget``, ``--budget-period``, ``--budget-file``: a spending limit."""
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="USD",
+        help="spend at most this much: each request reserves its worst-case cost before it "
+        "is sent; once one does not fit, nothing more is sent (those inputs fail unsent)",
+    )
+    p.add_argument(
+        "--budget-period",
+        choices=("day", "month"),
+        help="the --budget is per UTC day or month, across runs and processes (kept in "
+        "--budget-file)",
+    )
+    p.add_argument(
+        "--budget-file",
+        metavar="PATH",
+        help="the spending ledger shared by runs and processes on this machine (default "
+        "with --budget-period: ~/.local/state/agentic-synth/budget.sqlite)",
+    )
+
+
+def budget_from(args: argparse.Namespace) -> Budget | None:
+    """The :class:`Budget` the flags ask for (``None``: no ``--budget``)."""
+    limit = getattr(args, "budget", None)
+    period = getattr(args, "budget_period", None)
+    path = getattr(args, "budget_file", None)
+    if limit is None:
+        if period is not None or path is not None:
+            flag = "--budget-period" if period is not None else "--budget-file"
+            raise ConfigurationError(f"{flag} needs --budget USD, e.g. --budget 25")
+        return None
+    check_range("--budget", limit, low=0, low_open=True)
+    if not math.isfinite(limit):
+        raise ConfigurationError("--budget must be a finite number of US dollars, e.g. 25")
+    return Budget(limit_usd=limit, period=period, path=path)
+
+
 def check_metrics_arguments(args: argparse.Namespace) -> None:
     check_range("--metrics-port", args.metrics_port, low=0, high=65535)
     if args.metrics_host is not None and args.metrics_port is None:
@@ -205,6 +271,9 @@ def build_synth(args: argparse.Namespace, **options: Any) -> Synth:
         options.setdefault("cache", Cache(("memory", settings.cache), mode=settings.cache_mode))
     if settings.memory_limit is not None:
         options.setdefault("memory_limit", settings.memory_limit)
+    budget = budget_from(args)
+    if budget is not None:
+        options.setdefault("budget", budget)
     return Synth(
         settings.specs(),
         max_concurrency=settings.concurrency,

@@ -33,6 +33,7 @@ from .._exceptions import ConfigurationError, InvalidRequestError
 from .._synth import Synth
 from ._args import OneLineParser, check_range
 from ._common import (
+    add_budget_arguments,
     add_cache_arguments,
     add_generation_arguments,
     add_metrics_arguments,
@@ -180,6 +181,7 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     add_progress_arguments(p)
     add_cache_arguments(p)
     add_metrics_arguments(p)
+    add_budget_arguments(p)
     add_generation_arguments(p, json_schema=False, max_tokens=_DEFAULT_MAX_TOKENS)
     p.set_defaults(run=_RUNS[kind], kind=kind, json_schema=None)
     return p

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 
+from .._estimate import estimate_text
 from .._exceptions import ConfigurationError
 from .._synth import Synth
 from ._args import check_range
 from ._batch_cmd import add_batch_mode_arguments, check_batch_mode_arguments
 from ._batch_cmd import generate as generate_batch_job
 from ._common import (
+    add_budget_arguments,
     add_cache_arguments,
     add_generation_arguments,
     add_metrics_arguments,
+    budget_from,
     build_synth,
     check_metrics_arguments,
+    estimate_job,
     run_async,
     serve_job_metrics,
 )
@@ -125,6 +130,19 @@ def add_parser(sub: Any) -> None:
     add_cache_arguments(p)
     add_batch_mode_arguments(p)
     add_metrics_arguments(p)
+    add_budget_arguments(p)
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="count the job's tokens and print what it would cost (worst case: every "
+        "max_tokens used), then exit without sending anything or touching --output",
+    )
+    p.add_argument(
+        "--expected-output-tokens",
+        type=int,
+        metavar="N",
+        help="with --dry-run: also price the job at N output tokens per request",
+    )
     add_generation_arguments(p)
     p.set_defaults(run=run)
 
@@ -140,6 +158,9 @@ def _check(args: argparse.Namespace) -> None:
     check_metrics_arguments(args)
     check_progress_arguments(args)
     check_batch_mode_arguments(args)
+    check_range("--expected-output-tokens", args.expected_output_tokens, low=0)
+    if args.expected_output_tokens is not None and not args.dry_run:
+        raise ConfigurationError("--expected-output-tokens is for --dry-run; add --dry-run")
 
 
 def _open_source(args: argparse.Namespace) -> Source:
@@ -163,6 +184,8 @@ def _open_output(args: argparse.Namespace, source: Source, concurrency: int) -> 
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    if args.dry_run:
+        return _dry_run(args)
     synth = build_synth(
         args,
         dedup_prompts=args.dedup_prompts,
@@ -173,6 +196,24 @@ def run(args: argparse.Namespace) -> int:
         if args.mode == "batch":
             return generate_batch_job(args, synth, _open_source, _open_output)
         return _run(args, synth)
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """Count and price every input; nothing is sent, the output is not opened."""
+    budget = budget_from(args)  # its flags are checked as for a real run
+    source = _open_source(args)
+    try:
+        values = source.values() if isinstance(source, FileSource) else source.feed({})
+        assert isinstance(values, Iterator)
+        estimate = estimate_job(args, values, expected_output_tokens=args.expected_output_tokens)
+    finally:
+        if isinstance(source, FileSource):
+            source.close()
+    if source.error is not None:
+        raise ConfigurationError(source.error)
+    for line in estimate_text(estimate, None if budget is None else budget.limit_usd):
+        print(line)
+    return 0
 
 
 def _run(args: argparse.Namespace, synth: Synth) -> int:

@@ -191,6 +191,12 @@ class FileSource:
                 index += 1
                 yield item.value
 
+    def values(self) -> Iterator[Any]:
+        """Every input, read here and now (``--dry-run``: nothing runs alongside)."""
+        while (batch := self._read_batch()) is not None:
+            for item in batch:
+                yield item.value
+
     def stop(self) -> None:
         """Stop reading (a worker thread waiting on a pipe notices within _POLL seconds)."""
         self._done = True

@@ -364,7 +364,7 @@ class LiveDisplay:
         s = self._snapshot
         if s is not None:
             parts.append(_errors_text(s))
-            parts.append(f"cost ${s.cost_usd:,.4f}")
+            parts.append(cost_text(s))
             if s.cache is not None:
                 parts.append(self._cache_text(s))
         if self._finding is not None:
@@ -396,7 +396,7 @@ class LiveDisplay:
             if s.latency_p50 is not None:
                 details.append(f"p50 {_seconds(s.latency_p50)}")
             details.append(_errors_text(s))
-            details.append(f"cost ${s.cost_usd:,.4f}")
+            details.append(cost_text(s))
             if s.cache is not None:
                 details.append(self._cache_text(s))
         lines.append([(" · ".join(details), "dim")])
@@ -467,3 +467,22 @@ class _Screen:
             self._live.stop()
         except (OSError, ValueError):
             pass
+
+
+def cost_text(s: MetricsSnapshot) -> str:
+    """``cost $1.2040``; calls of a model without a price make it a lower bound
+    (``cost $1.2040 + 12 unpriced calls``, or ``cost unknown``); with a budget, the
+    share of it spent."""
+    if s.unpriced_calls and not s.cost_usd:
+        text = f"cost unknown ({s.unpriced_calls:,} calls without a price)"
+    elif s.unpriced_calls:
+        text = f"cost ${s.cost_usd:,.4f} + {s.unpriced_calls:,} unpriced calls"
+    else:
+        text = f"cost ${s.cost_usd:,.4f}"
+    budget = s.budget
+    if budget is not None:
+        limit = budget["limit_usd"]
+        text += f" of ${limit:,.2f} budget ({budget['spent_usd'] / limit:.0%})"
+        if budget["exhausted"]:
+            text += ", reached"
+    return text

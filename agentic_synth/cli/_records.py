@@ -26,6 +26,7 @@ RESULT_KEYS = (
     "finish_reason",
     "input_tokens",
     "output_tokens",
+    "cost",
     "latency",
     "attempts",
     "fallbacks",
@@ -50,7 +51,8 @@ output: one JSON object per input, every row with the same keys:
                  input_<name> (input_text, input_ok, ...)
   ok             true: a completion; false: this input failed, the job went on
   text, model, finish_reason (stop|length|tool_use|content_filter|unknown),
-  input_tokens, output_tokens, latency (seconds), attempts, fallbacks (models given up on),
+  input_tokens, output_tokens, cost (USD; 0 when replayed, null when the model has no
+  price), latency (seconds), attempts, fallbacks (models given up on),
   cached (true: replayed from --cache, no call made),
   duplicate_of / near_duplicate_of (index of the earlier input, with --dedup-*)
   error_type, message, status   why it failed (null on success)"""
@@ -81,6 +83,7 @@ def result_row(index: int, source: Input | None, result: Result) -> dict[str, An
         row["finish_reason"] = result.finish_reason
         row["input_tokens"] = usage.input_tokens
         row["output_tokens"] = usage.output_tokens
+        row["cost"] = None if result.cost is None else round(result.cost, 10)
         row["latency"] = round(result.latency, 6)
         row["attempts"] = result.attempts
         row["fallbacks"] = list(result.fallbacks)
@@ -93,7 +96,8 @@ def result_row(index: int, source: Input | None, result: Result) -> dict[str, An
     row["ok"] = False
     row["text"] = None
     row["model"] = result.model
-    row["finish_reason"] = row["input_tokens"] = row["output_tokens"] = row["latency"] = None
+    row["finish_reason"] = row["input_tokens"] = row["output_tokens"] = None
+    row["cost"] = row["latency"] = None
     row["attempts"] = result.attempts
     row["fallbacks"] = []
     row["cached"] = False

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from .._synth import Synth
-from ._live import LiveDisplay
+from ..monitor import MetricsSnapshot
+from ._live import LiveDisplay, cost_text
 from ._streams import say
 
 __all__ = ["Summary"]
@@ -39,6 +40,7 @@ class Summary:
             f"({self.done / max(elapsed, 1e-9):,.0f}/s); latency p50 {p50}, p99 {p99}; "
             f"tokens in {m.input_tokens:,}, out {m.output_tokens:,}"
         )
+        say(_cost_line(m))
         if m.cache is not None:
             say(
                 f"cache: {m.cache['hits']:,} replayed, {m.cache['misses']:,} sent "
@@ -47,3 +49,22 @@ class Summary:
         if m.errors_by_class:
             errors = ", ".join(f"{k}: {v}" for k, v in sorted(m.errors_by_class.items()))
             say(f"errors: {errors}")
+
+
+def _cost_line(m: MetricsSnapshot) -> str:
+    """The money: spent, by model when there are several, and the budget's account."""
+    line = cost_text(m)
+    priced = {k: v for k, v in m.models.items() if v.get("succeeded")}
+    if len(priced) > 1:
+        parts = []
+        for name, stats in sorted(priced.items()):
+            cost = stats.get("cost_usd")
+            parts.append(f"{name} {'unknown' if cost is None else f'${cost:,.4f}'}")
+        line += f" ({', '.join(parts)})"
+    budget = m.budget
+    if budget is not None:
+        if budget["uncertain_usd"]:
+            line += f"; ${budget['uncertain_usd']:,.4f} of it for calls lost in flight"
+        if budget["refused"]:
+            line += f"; {budget['refused']:,} inputs not sent (budget reached)"
+    return line

@@ -351,24 +351,25 @@ class Router:
         count: int = self._tokens.count_messages(request.messages, request.system)
         return count
 
-    async def _hold(self, slot: _Slot, request: Request) -> Hold:
-        """Reserve the call's worst-case cost at ``slot``'s prices (waits while other
-        calls may settle; raises BudgetExceededError when it cannot fit)."""
-        budget = self._budget
-        assert budget is not None and slot.prices is not None
-        amount = slot.prices.worst_case(worst_case_input_tokens(request), request.max_tokens)
-        hold = budget.try_reserve(amount)
-        if hold is None:
-            waiting_since = self._clock()
-            hold = await budget.reserve(amount)
-            if self._metrics.detailed:
-                self._metrics.waited("budget", self._clock() - waiting_since)
+    async def _hold(self, budget: BudgetAccount, amount: float) -> Hold:
+        """Reserve ``amount`` when it does not fit at once: wait while other calls may
+        settle; BudgetExceededError when it cannot fit."""
+        waiting_since = self._clock()
+        hold = await budget.reserve(amount)
+        if self._metrics.detailed:
+            self._metrics.waited("budget", self._clock() - waiting_since)
         return hold
 
     async def _admit(self, slot: _Slot, request: Request, progress: _Progress) -> _Admission:
         if slot.throttled_until != _NEVER and slot.throttled_until > self._clock():
             raise _Refused
-        hold = None if self._budget is None else await self._hold(slot, request)
+        hold = None
+        budget = self._budget
+        if budget is not None:  # the call's worst case at this deployment's prices
+            prices = slot.prices
+            assert prices is not None
+            amount = prices.worst_case(worst_case_input_tokens(request), request.max_tokens)
+            hold = budget.try_reserve(amount) or await self._hold(budget, amount)
         ticket = slot.breaker.try_acquire()
         if ticket is None:
             if hold is not None:
