@@ -302,7 +302,7 @@ async def test_period_budgets_reset_each_day_and_alerts_fire_once_per_period(
     tomorrow.close()
 
 
-async def test_the_claim_of_a_dead_process_counts_as_spent(tmp_path: Path) -> None:
+def test_the_claim_of_a_dead_process_counts_as_spent(tmp_path: Path) -> None:
     ledger = tmp_path / "b.sqlite"
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

@@ -141,7 +141,7 @@ def test_the_input_bound_is_at_least_the_real_token_count(prompt: str) -> None:
 
 
 def test_a_malformed_table_is_reported_with_its_origin() -> None:
-    with pytest.raises(ConfigurationError, match="prices.toml is malformed"):
+    with pytest.raises(ConfigurationError, match=r"prices\.toml is malformed"):
         PriceTable({"as_of": "2026-01-01", "models": [{"provider": "x", "names": ["a"]}]})
     with pytest.raises(ConfigurationError, match="malformed"):
         PriceTable({"models": []})
