@@ -65,6 +65,7 @@ from .routing._strategy import make_strategy
 
 if TYPE_CHECKING:
     from .datasets._dataset import Dataset
+    from .routing._shared_limits import SharedLimits
 
 __all__ = ["BatchStream", "CompletionStream", "Synth"]
 
@@ -133,6 +134,7 @@ class Synth:
         slo: Mapping[str, float] | None = None,
         monitor: bool = True,
         budget: Budget | float | None = None,
+        shared_limits: SharedLimits | str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -175,6 +177,18 @@ class Synth:
             raise ConfigurationError(
                 f"deadline must be a positive number of seconds or None, got {deadline!r}"
             )
+        if shared_limits is not None and not isinstance(shared_limits, str):
+            from .routing._shared_limits import SharedLimits as _Shared
+
+            if not isinstance(shared_limits, _Shared):
+                raise ConfigurationError(
+                    "shared_limits must be a Redis URL ('redis://host:6379/0') or a "
+                    f"SharedLimits(...), got {type(shared_limits).__name__}"
+                )
+        #: Rate limits shared by every process through Redis: a URL (this Synth opens
+        #: and closes them) or a SharedLimits the caller owns (opened, never closed here).
+        self._shared_setting = shared_limits
+        self._shared: SharedLimits | None = None
         self._budget_settings = Budget.coerce(budget)
         self._budget: BudgetAccount | None = None
         if self._budget_settings is not None:
@@ -230,6 +244,7 @@ class Synth:
         pairs: list[tuple[ModelSpec, Provider]] = []
         cache: ResponseCache | None = None
         budget: BudgetAccount | None = None
+        shared: SharedLimits | None = None
         try:
             # Everything is built before the task group is entered, and undone if any
             # part fails, so a failed __aenter__ leaves nothing open behind it.
@@ -245,8 +260,17 @@ class Synth:
                 budget = await anyio.to_thread.run_sync(
                     functools.partial(BudgetAccount, self._budget_settings, clock=self._clock)
                 )
+            if self._shared_setting is not None and any(
+                s.rpm or s.input_tpm or s.output_tpm for s in self._specs
+            ):  # only limited deployments use them
+                shared = await self._open_shared_limits()
             router = Router(
-                pairs, metrics=self._metrics, clock=self._clock, budget=budget, **self._routing
+                pairs,
+                metrics=self._metrics,
+                clock=self._clock,
+                budget=budget,
+                shared_limits=shared,
+                **self._routing,
             )
             if self._cache_settings is not None:
                 cache = await open_cache(
@@ -260,6 +284,8 @@ class Synth:
                 tg.start_soon(budget.run_flusher)
         except BaseException:
             with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                if shared is not None and isinstance(self._shared_setting, str):
+                    await shared.aclose()
                 if budget is not None:
                     budget.close()
                 if cache is not None:
@@ -272,11 +298,31 @@ class Synth:
         self._deployments = pairs
         self._cache = cache
         self._budget = budget
+        self._shared = shared
         self._metrics.budget_probe = None if budget is None else budget.snapshot
         self._metrics.cache_probe = None if cache is None else cache.stats
         self._governor = self._open_governor(cache)
         self._metrics.memory_probe = None if self._governor is None else self._governor.snapshot
         return self
+
+    async def _open_shared_limits(self) -> SharedLimits:
+        """The shared limits, checked now: Redis down or without scripting fails the
+        job at the start (unless the SharedLimits opted into per-process limits)."""
+        from .routing._shared_limits import SharedLimits as _Shared
+
+        setting = self._shared_setting
+        shared = (
+            _Shared(setting, namespace="agentic-synth") if isinstance(setting, str) else setting
+        )
+        assert shared is not None
+        try:
+            await shared.open()
+        except BaseException:
+            if isinstance(setting, str):
+                with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                    await shared.aclose()
+            raise
+        return shared
 
     def _open_governor(self, cache: ResponseCache | None) -> MemoryGovernor | None:
         if self._memory_limit is None:
@@ -302,8 +348,10 @@ class Synth:
         tb: TracebackType | None,
     ) -> None:
         tg, router, cache, budget = self._tg, self._router, self._cache, self._budget
+        shared = self._shared
         self._tg = self._router = self._cache = None
         self._budget = None
+        self._shared = None
         if self._governor is not None:
             self._governor.close()
             self._governor = None
@@ -330,6 +378,12 @@ class Synth:
                 # bounded: a server that never closes its side cannot hold up the exit
                 with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
                     await router.aclose()
+            if shared is not None:
+                with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
+                    if isinstance(self._shared_setting, str):
+                        await shared.aclose()  # ours: what the limiters owe Redis, then close
+                    elif router is not None:
+                        await router.flush_limits()  # the caller's: flushed, left open
 
     def _require_open(self) -> Router:
         if self._router is None:

@@ -32,6 +32,7 @@ __all__ = [
     "add_cache_arguments",
     "add_generation_arguments",
     "add_metrics_arguments",
+    "add_shared_limits_argument",
     "budget_from",
     "build_synth",
     "check_generation_arguments",
@@ -176,6 +177,17 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_shared_limits_argument(p: argparse.ArgumentParser) -> None:
+    """``--shared-limits``: rate limits held across processes and machines."""
+    p.add_argument(
+        "--shared-limits",
+        metavar="REDIS_URL",
+        help="enforce each model's rpm/tpm across every process pointed at this Redis "
+        "(redis://host:6379/0); the job refuses to start if Redis or its scripting is "
+        "unavailable",
+    )
+
+
 def budget_from(args: argparse.Namespace) -> Budget | None:
     """The :class:`Budget` the flags ask for (``None``: no ``--budget``)."""
     limit = getattr(args, "budget", None)
@@ -274,6 +286,9 @@ def build_synth(args: argparse.Namespace, **options: Any) -> Synth:
     budget = budget_from(args)
     if budget is not None:
         options.setdefault("budget", budget)
+    shared_limits = getattr(args, "shared_limits", None)
+    if shared_limits is not None:
+        options.setdefault("shared_limits", shared_limits)
     return Synth(
         settings.specs(),
         max_concurrency=settings.concurrency,

@@ -37,6 +37,7 @@ from ._common import (
     add_cache_arguments,
     add_generation_arguments,
     add_metrics_arguments,
+    add_shared_limits_argument,
     build_synth,
     check_metrics_arguments,
     os_reason,
@@ -182,6 +183,7 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     add_cache_arguments(p)
     add_metrics_arguments(p)
     add_budget_arguments(p)
+    add_shared_limits_argument(p)
     add_generation_arguments(p, json_schema=False, max_tokens=_DEFAULT_MAX_TOKENS)
     p.set_defaults(run=_RUNS[kind], kind=kind, json_schema=None)
     return p

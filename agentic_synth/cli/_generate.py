@@ -25,6 +25,7 @@ from ._common import (
     add_cache_arguments,
     add_generation_arguments,
     add_metrics_arguments,
+    add_shared_limits_argument,
     budget_from,
     build_synth,
     check_metrics_arguments,
@@ -131,6 +132,7 @@ def add_parser(sub: Any) -> None:
     add_batch_mode_arguments(p)
     add_metrics_arguments(p)
     add_budget_arguments(p)
+    add_shared_limits_argument(p)
     p.add_argument(
         "--dry-run",
         action="store_true",

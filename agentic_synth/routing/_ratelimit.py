@@ -344,8 +344,12 @@ class ModelRateLimiter:
 
     # -- adaptation ------------------------------------------------------------
 
-    def on_rate_limited(self, reservation: Reservation | None = None) -> None:
+    def on_rate_limited(
+        self, reservation: Reservation | None = None, *, retry_after: float | None = None
+    ) -> None:
         """A 429: cut the effective rates by ``decrease_factor`` (not below ``min_fraction``).
+        (``retry_after`` is for shared limiters; in one process the router itself holds
+        new requests back from a deployment that asked for a long wait.)
 
         With the ``reservation`` of the throttled request, a 429 for a request
         granted before the latest cut is ignored: it was sent at the old rate,

@@ -49,6 +49,8 @@ from ._ratelimit import ModelRateLimiter, Reservation
 from ._strategy import make_strategy
 
 if TYPE_CHECKING:
+    # imported only for types: redis.asyncio loads only for jobs that share limits
+    from ._shared_limits import RateLimiter, SharedLimits
     from ._tokens import TokenCounter
 
 __all__ = ["BreakerConfig", "NoModelAvailableError", "Routed", "Router"]
@@ -149,7 +151,7 @@ class _Slot:
         spec: ModelSpec,
         provider: Provider,
         breaker: CircuitBreaker,
-        limiter: ModelRateLimiter | None,
+        limiter: RateLimiter | None,
     ) -> None:
         self.spec = spec
         self.provider = provider
@@ -249,6 +251,7 @@ class Router:
         token_counter: TokenCounter | None = None,
         rng: random.Random | None = None,
         budget: BudgetAccount | None = None,
+        shared_limits: SharedLimits | None = None,
     ) -> None:
         if not models:
             raise ConfigurationError("the router needs at least one model")
@@ -290,8 +293,12 @@ class Router:
                         clock=clock,
                         on_transition=self._on_transition,
                     ),
-                    ModelRateLimiter(
-                        spec.rpm, spec.input_tpm, spec.output_tpm, clock=clock, sleep=sleep
+                    (
+                        shared_limits.limiter(spec)  # one limit for every process
+                        if shared_limits is not None
+                        else ModelRateLimiter(
+                            spec.rpm, spec.input_tpm, spec.output_tpm, clock=clock, sleep=sleep
+                        )
                     )
                     if limited
                     else None,
@@ -492,7 +499,7 @@ class Router:
         if limiter is not None:
             if kind is ErrorKind.THROTTLED:
                 # with the reservation, 429s of calls sent before the last cut do not cut again
-                limiter.on_rate_limited(adm.reservation)
+                limiter.on_rate_limited(adm.reservation, retry_after=exc.retry_after)
             if exc.headers:
                 limiter.update_from_headers(exc.headers)
             if adm.reservation is not None:
@@ -928,6 +935,13 @@ class Router:
         finally:
             if not settled:
                 self._abandoned(adm)
+
+    async def flush_limits(self) -> None:
+        """Send what shared limiters still owe their store (reconciled usage, cuts)."""
+        for slot in self._slots:
+            flush = getattr(slot.limiter, "flush", None)
+            if flush is not None:
+                await flush()
 
     async def aclose(self) -> None:
         """Close every provider at once, each bounded in time (one that hangs cannot

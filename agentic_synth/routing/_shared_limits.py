@@ -82,7 +82,9 @@ class RateLimiter(Protocol):
 
     def release(self, reservation: Reservation) -> None: ...
 
-    def on_rate_limited(self, reservation: Reservation | None = None) -> None: ...
+    def on_rate_limited(
+        self, reservation: Reservation | None = None, *, retry_after: float | None = None
+    ) -> None: ...
 
     def update_from_headers(
         self, headers: Mapping[str, str], *, now: float | None = None

@@ -569,3 +569,51 @@ def test_n_processes_never_get_more_than_rate_times_time_plus_burst(
     assert tokens <= bound + 1e-3
     assert tokens >= 0.95 * bound - 100  # not far below: the limiter is not overly strict
     assert len(grants) <= rpm / 60 * elapsed + rpm / 60 * burst_seconds
+
+
+# -- through Synth(shared_limits=...) ------------------------------------------------------
+
+
+async def test_two_engines_share_one_rpm_limit(shared: Server, ns: str) -> None:
+    from agentic_synth import Synth
+
+    rate = 100.0  # per second
+    model = ModelSpec("sim:sim-1", rpm=rate * 60)
+    started = time.monotonic()
+
+    async def engine() -> int:
+        limits = SharedLimits(shared.url, namespace=ns, burst_seconds=0.1)  # a burst of 10
+        async with Synth([model], max_concurrency=32, shared_limits=limits) as synth:
+            results = await synth.generate_batch([f"p{i}" for i in range(100)])
+        await limits.aclose()
+        return sum(r.ok for r in results)
+
+    async with anyio.create_task_group() as tg:
+        done: list[int] = []
+
+        async def run() -> None:
+            done.append(await engine())
+
+        tg.start_soon(run)
+        tg.start_soon(run)
+    elapsed = time.monotonic() - started
+    assert done == [100, 100]
+    # 200 requests at 100/s after a burst of 10 cannot take less than 1.9 s: one limit,
+    # not one per engine (each alone would allow 200 in 1 s)
+    assert elapsed >= (200 - 10) / rate * 0.95
+
+
+async def test_a_url_with_no_redis_behind_it_fails_the_job_at_the_start() -> None:
+    from agentic_synth import ConfigurationError, Synth
+
+    url = f"redis://127.0.0.1:{_free_port()}/0"
+    synth = Synth([ModelSpec("sim:sim-1", rpm=600)], shared_limits=url)
+    with pytest.raises(SharedLimitsUnavailableError, match="cannot be reached") as caught:
+        async with synth:
+            pass
+    assert isinstance(caught.value, ConfigurationError)
+    # unlimited deployments never need Redis
+    async with Synth(["sim:sim-1"], shared_limits=url) as free:
+        assert (await free.generate("hi")).ok
+    with pytest.raises(ConfigurationError, match="shared_limits must be"):
+        Synth(["sim:sim-1"], shared_limits=42)  # type: ignore[arg-type]
