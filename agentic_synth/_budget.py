@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -47,6 +47,9 @@ from ._exceptions import (
     UnreachableError,
 )
 from ._log import get_logger
+
+if TYPE_CHECKING:
+    from ._budget_redis import RedisLedger
 
 __all__ = [
     "FAILED_CALL_CHARGE",
@@ -157,9 +160,20 @@ class Budget:
             f"{type(value).__name__}"
         )
 
+    @property
+    def ledger_url(self) -> str | None:
+        """The ``redis://`` (``rediss://``) ledger shared by every machine, if ``path``
+        is one."""
+        path = self.path
+        if isinstance(path, str) and path.split("://", 1)[0] in ("redis", "rediss", "unix"):
+            return path
+        return None
+
     def ledger_path(self) -> Path | None:
         """Where spending persists: ``path``, else the default file for a period
-        budget; ``None`` (memory only) for a plain session budget."""
+        budget; ``None`` (memory only, or a Redis ledger) for a plain session budget."""
+        if self.ledger_url is not None:
+            return None
         if self.path is not None:
             return Path(self.path).expanduser()
         if self.period is not None:
@@ -360,7 +374,16 @@ class BudgetAccount:
         self.limit = float(budget.limit_usd)
         self._clock = clock
         path = budget.ledger_path()
-        self._ledger = None if path is None else _Ledger(path, budget.name)
+        url = budget.ledger_url
+        self._ledger: _Ledger | RedisLedger | None = None
+        if url is not None:
+            from ._budget_redis import RedisLedger
+
+            self._ledger = RedisLedger(url, budget.name)
+        elif path is not None:
+            self._ledger = _Ledger(path, budget.name)
+        #: Where the spending persists (a file, a Redis URL without its password).
+        self.where = None if self._ledger is None else str(self._ledger.path)
         self._period = budget.period_key()
         #: Allowance this process may use: the whole limit without a ledger.
         self._allowance = self.limit if self._ledger is None else 0.0
@@ -637,11 +660,16 @@ class BudgetAccount:
             "exhausted": self.exhausted,
             "refused": self.refused,
             "alerts_fired": sorted(self._fired),
-            "ledger": None if self.budget.ledger_path() is None else str(self.budget.ledger_path()),
+            "ledger": self.where,
         }
 
     async def run_flusher(self) -> None:
         """Write back spending every second while the Synth is open (a task)."""
         while self._ledger is not None:
             await anyio.sleep(_FLUSH_EVERY)
-            await self.flush()
+            try:
+                await self.flush()
+            except ConfigurationError as exc:
+                # the claimed allowance stays usable (nothing is overspent); the
+                # spending is written back with the next flush that gets through
+                log.warning("budget_flush_failed", error=str(exc))

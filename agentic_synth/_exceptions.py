@@ -34,6 +34,7 @@ __all__ = [
     "SynthError",
     "UnreachableError",
     "redact",
+    "redact_url",
 ]
 
 # Anything that looks like a bearer secret: sk-..., sk-ant-..., long opaque tokens after
@@ -61,6 +62,15 @@ def _variants(secret: str) -> set[str]:
         forms.add(repr(form)[1:-1])
         forms.add(urllib.parse.quote(form, safe=""))
     return {f for f in forms if f}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password masked (``redis://user:***@host:6379/0``), to show."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from conftest import RedisServer
 
 from agentic_synth import (
     APIConnectionError,
@@ -367,3 +368,61 @@ def test_processes_sharing_a_ledger_never_spend_more_than_the_limit(tmp_path: Pa
     with sqlite3.connect(ledger) as db:
         committed = db.execute("SELECT committed FROM budget_spent").fetchone()[0]
     assert committed == pytest.approx(sum(paid))
+
+
+# -- the ledger in Redis: every machine ------------------------------------------------------
+
+
+async def test_a_redis_ledger_shares_the_limit_across_accounts(redis_server: RedisServer) -> None:
+    import uuid
+
+    budget = Budget(limit_usd=1.0, path=redis_server.url, alerts=(), name=uuid.uuid4().hex)
+    a, b = BudgetAccount(budget), BudgetAccount(budget)
+    paid = 0.0
+    refused: set[int] = set()
+    for _ in range(100):
+        for account in (a, b):
+            if id(account) in refused:
+                continue
+            try:
+                hold = await account.reserve(0.03)
+            except BudgetExceededError:
+                refused.add(id(account))
+                continue
+            account.settle(hold, 0.01)
+            paid += 0.01
+    assert len(refused) == 2 and 0.9 <= paid <= 1.0 + 1e-9
+    a.close()
+    b.close()
+    later = BudgetAccount(budget)
+    assert later.total_spent == pytest.approx(paid)
+    assert later.snapshot()["ledger"] == redis_server.url
+    later.close()
+
+
+async def test_a_stale_claim_in_redis_counts_as_spent(redis_server: RedisServer) -> None:
+    import uuid
+
+    import redis
+
+    budget = Budget(limit_usd=1.0, path=redis_server.url, alerts=(), name=uuid.uuid4().hex)
+    account = BudgetAccount(budget)
+    claims_key = account._ledger._keys("all")[1]  # type: ignore[union-attr]
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(claims_key, "a-machine-that-died", "0.25|0")  # never refreshed since 1970
+    await account.flush()
+    assert account.total_spent == pytest.approx(0.25)
+    client.close()
+    account.close()
+
+
+def test_a_redis_ledger_that_cannot_be_reached_refuses_the_job(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    from agentic_synth._budget_redis import BudgetLedgerUnavailableError
+
+    url = f"redis://:hunter2-pw@127.0.0.1:{free_port()}/0"
+    with pytest.raises(BudgetLedgerUnavailableError, match="cannot be used") as caught:
+        BudgetAccount(Budget(limit_usd=1.0, path=url))
+    assert isinstance(caught.value, ConfigurationError)
+    assert "hunter2" not in str(caught.value) and ":***@" in str(caught.value)

@@ -20,13 +20,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .._exceptions import redact_url
 from .._log import get_logger
 from ._base import TierStats
 
@@ -144,7 +144,7 @@ class RedisTier:
             writes=self._writes,
             errors=self._errors,
             extra={
-                "url": _redact(self.url),
+                "url": redact_url(self.url),
                 "prefix": self.prefix,
                 "ignored": self._ignored,
                 "down": self._down_until is not None,
@@ -200,7 +200,7 @@ class RedisTier:
             self._down_until = None
             self._delay = self._backoff
             self._warned = False
-            log.info("redis cache reachable again", url=_redact(self.url))
+            log.info("redis cache reachable again", url=redact_url(self.url))
         return result
 
     def _failed(self, exc: BaseException, probe: bool) -> None:
@@ -217,20 +217,10 @@ class RedisTier:
             self._warned = True
             log.warning(
                 "redis cache unreachable; continuing on the local tiers",
-                url=_redact(self.url),
+                url=redact_url(self.url),
                 error=f"{type(exc).__name__}: {exc}",
                 retry_in_s=self._delay,
             )
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def _glob_escape(prefix: bytes) -> bytes:

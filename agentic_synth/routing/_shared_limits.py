@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import redis.asyncio as aioredis
@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from .._exceptions import ConfigurationError, redact
+from .._exceptions import ConfigurationError, redact, redact_url
 from .._log import get_logger
 from .._spec import ModelSpec
 from ._ratelimit import ModelRateLimiter, Reservation, _parse_headers, _reset_seconds
@@ -100,14 +100,6 @@ class _SharedReservation(Reservation):
     __slots__ = ()
 
 
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
 class SharedLimits:
     """One Redis for the limits of every deployment of a job, under ``namespace``.
 
@@ -159,7 +151,7 @@ class SharedLimits:
         self.outage_grace = outage_grace
         self._aimd = (decrease_factor, min_fraction, recovery_step, recovery_interval)
         self._ttl_ms = math.ceil(idle_ttl * 1000)
-        self._url = _redact_url(url)
+        self._url = redact_url(url)
         self._password = urlsplit(url).password
         try:
             self._client: Any = aioredis.Redis.from_url(

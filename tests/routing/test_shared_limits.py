@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from conftest import RedisServer, free_port
 
 from agentic_synth import ConfigurationError, ModelSpec, RateLimitedError
 from agentic_synth._types import ProviderResponse, Request, Usage
@@ -37,82 +33,16 @@ from agentic_synth.routing._shared_limits import (
 PASSWORD = "s3cret-pw-4711"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """One redis-server of this module: loopback, no persistence, extra flags."""
-
-    def __init__(self, binary: str, workdir: Path, *extra: str, password: str | None = None):
-        self.binary, self.workdir, self.extra, self.password = binary, workdir, extra, password
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir), *self.extra]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "redis-server exited"
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
-
-
-def _binary() -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("SYNTH_REQUIRE_REDIS"):
-            pytest.fail("redis-server is not installed and SYNTH_REQUIRE_REDIS is set")
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    return binary
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the tests that only use their own namespace."""
-    server = Server(_binary(), tmp_path_factory.mktemp("redis-limits"))
-    server.start()
-    yield server
-    server.kill()
+@pytest.fixture
+def shared(redis_server: RedisServer) -> RedisServer:
+    """The session's server: these tests use only their own namespace."""
+    return redis_server
 
 
 @pytest.fixture
-def own(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Servers of the test's own (to kill, or with commands renamed); killed afterwards."""
-    servers: list[Server] = []
-
-    def make(*extra: str, password: str | None = None) -> Server:
-        workdir = tmp_path / f"redis{len(servers)}"
-        workdir.mkdir()
-        server = Server(_binary(), workdir, *extra, password=password)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.kill()
+def own(new_redis_server: Callable[..., RedisServer]) -> Callable[..., RedisServer]:
+    """Servers of the test's own (to kill, or with commands renamed)."""
+    return new_redis_server
 
 
 @pytest.fixture
@@ -128,13 +58,15 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == level]
 
 
-async def test_both_limiters_fit_the_router_protocol(shared: Server, ns: str) -> None:
+async def test_both_limiters_fit_the_router_protocol(shared: RedisServer, ns: str) -> None:
     async with SharedLimits(shared.url, namespace=ns) as limits:
         assert isinstance(limits.limiter(spec(rpm=60)), RateLimiter)
     assert isinstance(ModelRateLimiter(60, None, None), RateLimiter)
 
 
-async def test_grants_up_to_the_burst_then_the_wait_is_the_refill(shared: Server, ns: str) -> None:
+async def test_grants_up_to_the_burst_then_the_wait_is_the_refill(
+    shared: RedisServer, ns: str
+) -> None:
     async with SharedLimits(shared.url, namespace=ns, burst_seconds=0.5) as limits:
         lim = limits.limiter(spec(rpm=600))  # 10/s, burst of 5
         assert lim.enabled and lim.try_acquire(0, 0) is None  # sync: await acquire instead
@@ -153,7 +85,7 @@ async def test_grants_up_to_the_burst_then_the_wait_is_the_refill(shared: Server
         await raw.aclose()
 
 
-async def test_token_lanes_charge_the_amounts(shared: Server, ns: str) -> None:
+async def test_token_lanes_charge_the_amounts(shared: RedisServer, ns: str) -> None:
     async with SharedLimits(shared.url, namespace=ns, burst_seconds=6) as limits:
         lim = limits.limiter(spec(input_tpm=600, output_tpm=600))  # 10/s, bursts of 60
         assert await lim.try_acquire_async(50, 0) is not None
@@ -168,7 +100,7 @@ async def test_token_lanes_charge_the_amounts(shared: Server, ns: str) -> None:
         assert 3.9 < await big.wait_time(0, 0) <= 4.0  # 40 in debt at 10/s
 
 
-async def test_reconcile_returns_and_charges_the_difference(shared: Server, ns: str) -> None:
+async def test_reconcile_returns_and_charges_the_difference(shared: RedisServer, ns: str) -> None:
     async with (
         SharedLimits(shared.url, namespace=ns, burst_seconds=6) as a,
         SharedLimits(shared.url, namespace=ns, burst_seconds=6) as b,
@@ -186,7 +118,7 @@ async def test_reconcile_returns_and_charges_the_difference(shared: Server, ns: 
         assert 2.4 < await lb.wait_time(0, 0) <= 2.5
 
 
-async def test_release_gives_every_lane_back(shared: Server, ns: str) -> None:
+async def test_release_gives_every_lane_back(shared: RedisServer, ns: str) -> None:
     async with SharedLimits(shared.url, namespace=ns) as limits:
         lim = limits.limiter(spec(rpm=6, input_tpm=600, output_tpm=600))  # slow refill
         r = await lim.acquire(100, 200)
@@ -203,7 +135,7 @@ async def test_release_gives_every_lane_back(shared: Server, ns: str) -> None:
         assert snap["output_tokens"]["available"] == pytest.approx(600)
 
 
-async def test_a_429s_retry_after_pauses_every_client(shared: Server, ns: str) -> None:
+async def test_a_429s_retry_after_pauses_every_client(shared: RedisServer, ns: str) -> None:
     async with (
         SharedLimits(shared.url, namespace=ns) as a,
         SharedLimits(shared.url, namespace=ns) as b,
@@ -224,7 +156,7 @@ async def test_a_429s_retry_after_pauses_every_client(shared: Server, ns: str) -
         assert lb.snapshot()["requests"]["available"] == pytest.approx(level, abs=0.05)
 
 
-async def test_the_aimd_cut_is_shared(shared: Server, ns: str) -> None:
+async def test_the_aimd_cut_is_shared(shared: RedisServer, ns: str) -> None:
     async with (
         SharedLimits(shared.url, namespace=ns) as a,
         SharedLimits(shared.url, namespace=ns) as b,
@@ -250,7 +182,7 @@ async def test_the_aimd_cut_is_shared(shared: Server, ns: str) -> None:
         assert (la.snapshot()["multiplier"], la.snapshot()["rate_limited"]) == (0.05, 7)
 
 
-async def test_the_shared_cut_recovers_stepwise(shared: Server, ns: str) -> None:
+async def test_the_shared_cut_recovers_stepwise(shared: RedisServer, ns: str) -> None:
     kw = {"recovery_interval": 0.05, "recovery_step": 0.05}
     async with (
         SharedLimits(shared.url, namespace=ns, **kw) as a,  # type: ignore[arg-type]
@@ -265,7 +197,7 @@ async def test_the_shared_cut_recovers_stepwise(shared: Server, ns: str) -> None
         assert steps >= 5 and steps == pytest.approx(round(steps))
 
 
-async def test_response_headers_are_shared(shared: Server, ns: str) -> None:
+async def test_response_headers_are_shared(shared: RedisServer, ns: str) -> None:
     async with (
         SharedLimits(shared.url, namespace=ns) as a,
         SharedLimits(shared.url, namespace=ns) as b,
@@ -286,7 +218,7 @@ async def test_response_headers_are_shared(shared: Server, ns: str) -> None:
 
 
 async def test_namespaces_and_deployments_are_apart_and_keys_hold_no_secret(
-    shared: Server, ns: str
+    shared: RedisServer, ns: str
 ) -> None:
     async with (
         SharedLimits(shared.url, namespace=ns, burst_seconds=10) as one,
@@ -308,7 +240,7 @@ async def test_namespaces_and_deployments_are_apart_and_keys_hold_no_secret(
 
 
 async def test_an_unlimited_deployment_never_calls_redis() -> None:
-    limits = SharedLimits(f"redis://127.0.0.1:{_free_port()}/0", namespace="x")  # nothing there
+    limits = SharedLimits(f"redis://127.0.0.1:{free_port()}/0", namespace="x")  # nothing there
     lim = limits.limiter(spec())
     assert not lim.enabled
     r = await lim.acquire(5, 5)
@@ -316,7 +248,7 @@ async def test_an_unlimited_deployment_never_calls_redis() -> None:
     await limits.aclose()
 
 
-async def test_the_router_uses_it_unchanged(shared: Server, ns: str) -> None:
+async def test_the_router_uses_it_unchanged(shared: RedisServer, ns: str) -> None:
     """The router's calls (try_acquire, acquire, reconcile, release, on_rate_limited,
     update_from_headers, snapshot) as they are, on a shared limiter put in its slot."""
 
@@ -368,7 +300,7 @@ async def test_the_router_uses_it_unchanged(shared: Server, ns: str) -> None:
 
 
 async def test_refuses_to_start_without_redis(caplog: pytest.LogCaptureFixture) -> None:
-    url = f"redis://user:{PASSWORD}@127.0.0.1:{_free_port()}/0"
+    url = f"redis://user:{PASSWORD}@127.0.0.1:{free_port()}/0"
     limits = SharedLimits(url, namespace="x")
     with pytest.raises(SharedLimitsUnavailableError, match="cannot be reached") as info:
         await limits.open()
@@ -382,7 +314,7 @@ async def test_refuses_to_start_without_redis(caplog: pytest.LogCaptureFixture) 
 
 
 async def test_scripting_disabled_refuses_to_start(
-    own: Callable[..., Server], caplog: pytest.LogCaptureFixture
+    own: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     server = own(
         "--rename-command", "EVAL", "", "--rename-command", "EVALSHA", "", password=PASSWORD
@@ -408,7 +340,7 @@ async def test_scripting_disabled_refuses_to_start(
 
 
 async def test_redis_killed_mid_job_fails_closed(
-    own: Callable[..., Server], ns: str, caplog: pytest.LogCaptureFixture
+    own: Callable[..., RedisServer], ns: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = own(password=PASSWORD)
     limits = SharedLimits(server.url, namespace=ns, outage_grace=0.3, timeout=0.5)
@@ -448,7 +380,7 @@ async def test_redis_killed_mid_job_fails_closed(
 
 
 async def test_redis_killed_with_the_local_fallback_goes_on_loudly(
-    own: Callable[..., Server],
+    own: Callable[..., RedisServer],
     ns: str,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -531,7 +463,7 @@ _CHILD = textwrap.dedent(
 
 
 def test_n_processes_never_get_more_than_rate_times_time_plus_burst(
-    shared: Server, ns: str
+    shared: RedisServer, ns: str
 ) -> None:
     rpm, tpm, burst_seconds = 6_000_000, 600_000, 0.1  # tokens bind: 10,000/s, burst 1,000
     code = (
@@ -574,7 +506,7 @@ def test_n_processes_never_get_more_than_rate_times_time_plus_burst(
 # -- through Synth(shared_limits=...) ------------------------------------------------------
 
 
-async def test_two_engines_share_one_rpm_limit(shared: Server, ns: str) -> None:
+async def test_two_engines_share_one_rpm_limit(shared: RedisServer, ns: str) -> None:
     from agentic_synth import Synth
 
     rate = 100.0  # per second
@@ -606,7 +538,7 @@ async def test_two_engines_share_one_rpm_limit(shared: Server, ns: str) -> None:
 async def test_a_url_with_no_redis_behind_it_fails_the_job_at_the_start() -> None:
     from agentic_synth import ConfigurationError, Synth
 
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     synth = Synth([ModelSpec("sim:sim-1", rpm=600)], shared_limits=url)
     with pytest.raises(SharedLimitsUnavailableError, match="cannot be reached") as caught:
         async with synth:
