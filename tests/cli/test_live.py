@@ -334,7 +334,7 @@ def test_ci_lines_on_a_pipe(synth: Runner, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     pattern = re.compile(
         r"generate \d+:\d\d \| \d+ ok, 0 failed of 40 \(\d+%\), [\d.,]+/s, ETA [\d:-]+ "
-        r"\| errors 0 \| cost \$0\.0000( \| bottleneck concurrency \(high\): raise .*)?"
+        r"\| errors 0 \| cost \$\d+\.\d{4}( \| bottleneck concurrency \(high\): raise .*)?"
     )
     progress = [line for line in proc.stderr.splitlines() if line.startswith("generate ")]
     assert progress and all(pattern.fullmatch(line) for line in progress), proc.stderr
