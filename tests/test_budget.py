@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import RedisServer
+from redis_helpers import RedisServer
 
 from agentic_synth import (
     APIConnectionError,
@@ -417,7 +417,7 @@ async def test_a_stale_claim_in_redis_counts_as_spent(redis_server: RedisServer)
 
 
 def test_a_redis_ledger_that_cannot_be_reached_refuses_the_job(tmp_path: Path) -> None:
-    from conftest import free_port
+    from redis_helpers import free_port
 
     from agentic_synth._budget_redis import BudgetLedgerUnavailableError
 

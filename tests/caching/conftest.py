@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import RedisServer, free_port, redis_binary  # noqa: F401  (moved up: shared)
+from redis_helpers import RedisServer, free_port, redis_binary  # noqa: F401
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from agentic_synth.caching import LeasingTier
 from agentic_synth.caching._redis import RedisTier
 
 if TYPE_CHECKING:
-    from conftest import RedisServer
+    from redis_helpers import RedisServer
 
 
 class Clock:

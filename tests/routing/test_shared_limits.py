@@ -17,7 +17,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from conftest import RedisServer, free_port
+from redis_helpers import RedisServer, free_port
 
 from agentic_synth import ConfigurationError, ModelSpec, RateLimitedError
 from agentic_synth._types import ProviderResponse, Request, Usage
