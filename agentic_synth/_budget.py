@@ -494,8 +494,9 @@ class BudgetAccount:
         if hold.settled:
             return
         hold.settled = True
-        self.reserved -= hold.amount
         self.outstanding -= 1
+        # nothing outstanding: exactly 0, not the rounding residue of many sums
+        self.reserved = self.reserved - hold.amount if self.outstanding else 0.0
         if cost is None:
             self.uncertain += hold.amount
             self._unflushed_uncertain += hold.amount

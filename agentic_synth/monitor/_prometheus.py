@@ -121,6 +121,28 @@ class SynthCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
+    @staticmethod
+    def _budget(account: dict[str, Any]) -> Iterator[Metric]:
+        budget = GaugeMetricFamily(
+            "synth_budget_usd",
+            "The budget: its limit, what was spent in its period (every process, with "
+            "calls lost in flight), of that the uncertain part, and what is reserved now.",
+            labels=["kind"],
+        )
+        for kind, key in (
+            ("limit", "limit_usd"),
+            ("spent", "spent_usd"),
+            ("uncertain", "uncertain_usd"),
+            ("reserved", "reserved_usd"),
+        ):
+            budget.add_metric([kind], float(account[key]))
+        yield budget
+        yield _gauge(
+            "synth_budget_exhausted",
+            "1 once a request did not fit: nothing more is sent.",
+            float(account["exhausted"]),
+        )
+
     def collect(self) -> Iterator[Metric]:
         m = self._metrics
         requests = CounterMetricFamily(
@@ -155,6 +177,13 @@ class SynthCollector(Collector):
         tokens.add_metric(["output"], m.output_tokens)
         yield tokens
         yield _counter("synth_cost_usd", "Estimated spend from the models' prices.", m.cost_usd)
+        yield _counter(
+            "synth_unpriced_calls",
+            "Successful calls of models without a known price (not in synth_cost_usd).",
+            m.unpriced_calls,
+        )
+        if m.budget_probe is not None:
+            yield from self._budget(m.budget_probe())
         yield _histogram(
             "synth_request_duration_seconds",
             "End-to-end latency of successful requests (retries and waits included).",

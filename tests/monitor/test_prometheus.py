@@ -228,6 +228,24 @@ async def test_slo_cache_and_memory_families_appear_when_configured() -> None:
     assert "synth_memory_pressure" in fams and "synth_memory_limit_bytes" in fams
 
 
+async def test_the_budget_and_unpriced_calls_are_exported() -> None:
+    plain = families(generate_latest(_registry(SynthCollector(Metrics()))).decode())
+    assert "synth_budget_usd" not in plain
+    synth = Synth([sim(latency=0.001)], budget=1.0)
+    async with synth:
+        await synth.generate_batch(["a", "b", "c"], max_tokens=8)
+        registry = CollectorRegistry()
+        registry.register(prometheus_collector(synth))
+        fams = families(generate_latest(registry).decode())
+        snap = synth.metrics()
+    assert snap.budget is not None
+    assert value(fams, "synth_budget_usd", kind="limit") == 1.0
+    assert value(fams, "synth_budget_usd", kind="spent") == pytest.approx(snap.cost_usd)
+    assert value(fams, "synth_budget_usd", kind="reserved") == 0.0
+    assert value(fams, "synth_budget_exhausted") == 0.0
+    assert value(fams, "synth_unpriced_calls") == 0
+
+
 async def test_two_servers_have_their_own_registries() -> None:
     one, two = Synth([sim("a")]), Synth([sim("b")])
     with serve_metrics(one, 0) as first, serve_metrics(two, 0) as second:
