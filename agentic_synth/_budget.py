@@ -81,6 +81,10 @@ FAILED_CALL_CHARGE: tuple[tuple[type[BaseException], Literal["none", "unknown"]]
 _CHUNK = 0.01
 #: Seconds between write-backs of a persistent budget's spending.
 _FLUSH_EVERY = 1.0
+#: Write-backs of other processes a reservation waits for before it is refused.
+_OTHERS_WAITS = 3
+#: A claim not refreshed for this long belongs to a dead process: reclaimed as spent.
+_STALE_SECONDS = 60.0
 
 
 def failed_call_charge(error: BaseException) -> Literal["none", "unknown"]:
@@ -117,7 +121,8 @@ class Budget:
     limit_usd: float
     alerts: Sequence[float] = (0.5, 0.8, 0.9)
     period: Period | None = None
-    path: str | os.PathLike[str] | None = None
+    #: A file, or ``redis://`` (its password is never shown: not in the repr).
+    path: str | os.PathLike[str] | None = field(default=None, repr=False)
     on_alert: Callable[[BudgetAlert], None] | None = field(default=None, compare=False)
     #: Budgets sharing a ledger file are told apart by name.
     name: str = "default"
@@ -248,11 +253,18 @@ class _Ledger:
         """Claims of dead processes on this host become spending (their unreported
         spending is unknown: the whole claim counts)."""
         rows = self._db.execute(
-            "SELECT holder, pid, amount FROM budget_claims WHERE scope=? AND period=? AND host=?",
-            (self._scope, period, self._host),
+            "SELECT holder, host, pid, amount, updated FROM budget_claims "
+            "WHERE scope=? AND period=?",
+            (self._scope, period),
         ).fetchall()
-        for holder, pid, amount in rows:
-            if holder == self._holder or _alive(int(pid)):
+        stale = time.time() - _STALE_SECONDS
+        for holder, host, pid, amount, updated in rows:
+            if holder == self._holder:
+                continue
+            # a live holder refreshes its claim every second; a dead one's pid may be
+            # reused (a restarted container is pid 1 again), so age decides too
+            dead = (host == self._host and not _alive(int(pid))) or updated < stale
+            if not dead:
                 continue
             self._add(period, amount, amount)
             self._db.execute(
@@ -283,16 +295,17 @@ class _Ledger:
 
     def exchange(
         self, period: str, limit: float, want: float, spent: float, uncertain: float, keep: float
-    ) -> tuple[float, float]:
+    ) -> tuple[float, float, float]:
         """In one transaction: report ``spent`` (of which ``uncertain``) out of this
         process's claim, set the claim to ``keep`` plus up to ``want`` more (within
-        the limit), and read the committed total. Returns (new claim, committed)."""
+        the limit), and read the totals. Returns (new claim, committed, what other
+        live processes hold claimed)."""
         with self._lock:
             return self._exchange(period, limit, want, spent, uncertain, keep)
 
     def _exchange(
         self, period: str, limit: float, want: float, spent: float, uncertain: float, keep: float
-    ) -> tuple[float, float]:
+    ) -> tuple[float, float, float]:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -332,7 +345,7 @@ class _Ledger:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return claim, committed
+        return claim, committed, others
 
     def spent(self, period: str) -> tuple[float, float, float]:
         """(committed, of which uncertain, claimed by live processes) for ``period``."""
@@ -407,6 +420,8 @@ class BudgetAccount:
         #: Total spending at which the next unfired alert is due (inf: none left).
         self._next_alert = self._due()
         self._claiming = anyio.Lock()
+        #: What other live processes hold claimed (as last read from the ledger).
+        self._others = 0.0
         if self._ledger is not None:  # the first chunk, so the first request need not wait
             self._apply(self._exchange_now(self.limit * _CHUNK))
 
@@ -427,6 +442,7 @@ class BudgetAccount:
     async def reserve(self, amount: float) -> Hold:
         """A hold of ``amount``: at once if it fits, after outstanding holds settle
         if that may make it fit; :class:`BudgetExceededError` when it cannot."""
+        others_waits = 0
         while True:
             hold = self.try_reserve(amount)
             if hold is not None:
@@ -439,6 +455,18 @@ class BudgetAccount:
                 if hold is not None:
                     return hold
             if self.outstanding == 0:
+                if (
+                    self._ledger is not None
+                    and self._others > 0
+                    and self.total_spent + amount <= self.limit
+                    and others_waits < _OTHERS_WAITS
+                ):
+                    # it fits in what other processes hold: they give back what they
+                    # do not need at their next write-back (every second); not forever,
+                    # two processes may each hold a chunk the other needs
+                    others_waits += 1
+                    await anyio.sleep(_FLUSH_EVERY)
+                    continue
                 raise self.refuse(amount)
             self._waiting += 1
             try:
@@ -545,8 +573,14 @@ class BudgetAccount:
             if threshold in self._fired:
                 continue
             self._fired.add(threshold)
-            if self._ledger is not None and not self._ledger.fire_once(self._period, threshold):
-                continue  # another process (or an earlier run) fired it this period
+            if self._ledger is not None:
+                try:
+                    first = self._ledger.fire_once(self._period, threshold)
+                except ConfigurationError as exc:  # the ledger is down: fire it here
+                    log.warning("budget_alert_not_recorded", error=str(exc))
+                    first = True
+                if not first:
+                    continue  # another process (or an earlier run) fired it this period
             alert = BudgetAlert(threshold, self.total_spent, self.limit, self.budget.period)
             log.warning(
                 "budget_alert",
@@ -562,23 +596,30 @@ class BudgetAccount:
                     log.error("budget_alert_callback_failed", error=repr(exc))
         self._next_alert = self._due()
 
-    def _exchange_now(self, want: float) -> tuple[float, float, float, float]:
-        """One ledger exchange from the current figures (blocking). Returns what was
-        reported (spent, uncertain) and the ledger's answer (allowance, committed)."""
+    def _exchange_now(self, amount: float) -> tuple[float, float, float, float, float]:
+        """One ledger exchange from the current figures (blocking), making room for a
+        new reservation of ``amount`` (0: just write back). Returns what was reported
+        (spent, uncertain) and the ledger's answer (allowance, committed, others'
+        claims).
+
+        The claim kept is at most what is reserved plus one chunk: a process gives
+        back what it does not need at each write-back, so another one can use it."""
         ledger = self._ledger
         assert ledger is not None
         spent = self._unflushed + self._unflushed_uncertain
         uncertain = self._unflushed_uncertain
-        keep = max(0.0, self._allowance - spent)
-        chunk = max(want, self.limit * _CHUNK) if want else 0.0
-        allowance, committed = ledger.exchange(
-            self._period, self.limit, chunk, spent, uncertain, keep
+        chunk = self.limit * _CHUNK
+        keep = max(0.0, min(self._allowance - spent, self.reserved + chunk))
+        want = max(self.reserved + amount - keep, chunk) if amount else 0.0
+        allowance, committed, others = ledger.exchange(
+            self._period, self.limit, want, spent, uncertain, keep
         )
-        return spent, uncertain, allowance, committed
+        return spent, uncertain, allowance, committed, others
 
-    def _apply(self, result: tuple[float, float, float, float]) -> None:
+    def _apply(self, result: tuple[float, float, float, float, float]) -> None:
         """Take a ledger exchange's answer; spending settled meanwhile stays unflushed."""
-        spent, uncertain, allowance, committed = result
+        spent, uncertain, allowance, committed, others = result
+        self._others = others
         self._unflushed -= spent - uncertain
         self._unflushed_uncertain -= uncertain
         # the claim covers what is reserved and what settled since the report
@@ -590,17 +631,19 @@ class BudgetAccount:
         )
         self._flushed_at = self._clock()
 
-    async def _claim(self, want: float) -> None:
+    async def _claim(self, amount: float) -> None:
         """Write back what was spent and claim up to ``want`` plus a chunk more, in a
         worker thread (the ledger may be busy with other processes)."""
         async with self._claiming:
             if self._ledger is None:
                 return
+            if amount and self._used + amount <= self._allowance:
+                return  # another waiter claimed enough meanwhile
             period = self.budget.period_key()
             if period != self._period:
                 await self._roll(period)
             # the figures are read in the thread; _apply subtracts exactly what it reported
-            self._apply(await anyio.to_thread.run_sync(self._exchange_now, want))
+            self._apply(await anyio.to_thread.run_sync(self._exchange_now, amount))
 
     async def _roll(self, period: str) -> None:
         """A new day or month: report the old period's spending (and give its

@@ -29,8 +29,8 @@ __all__ = ["BudgetLedgerUnavailableError", "RedisLedger"]
 log = get_logger("agentic_synth")
 
 #: KEYS: spent hash, claims hash, alerts set. ARGV: holder, limit, want, spent,
-#: uncertain, keep, stale_ms. Returns {claim, committed} as strings (Lua numbers
-#: would come back as integers).
+#: uncertain, keep, stale_ms. Returns {claim, committed, others} as strings (Lua
+#: numbers would come back as integers).
 _EXCHANGE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -70,7 +70,8 @@ if claim > 0 then
 else
   redis.call('HDEL', KEYS[2], holder)
 end
-return {string.format('%.17g', claim), string.format('%.17g', committed)}
+return {string.format('%.17g', claim), string.format('%.17g', committed),
+        string.format('%.17g', others)}
 """
 
 
@@ -125,14 +126,14 @@ class RedisLedger:
 
     def exchange(
         self, period: str, limit: float, want: float, spent: float, uncertain: float, keep: float
-    ) -> tuple[float, float]:
+    ) -> tuple[float, float, float]:
         """See :meth:`agentic_synth._budget._Ledger.exchange`."""
         args = [self._holder, repr(limit), repr(want), repr(spent), repr(uncertain), repr(keep)]
         reply = self._call(
             "claiming",
             lambda: self._script(keys=self._keys(period), args=[*args, self._stale_ms]),
         )
-        return float(reply[0]), float(reply[1])
+        return float(reply[0]), float(reply[1]), float(reply[2])
 
     def spent(self, period: str) -> tuple[float, float, float]:
         """(committed, of which uncertain, claimed by live processes)."""

@@ -28,6 +28,7 @@ __all__ = [
     "price_table",
     "prices_for",
     "worst_case_input_tokens",
+    "worst_case_output_tokens",
 ]
 
 _PER_MILLION = 1e-6
@@ -259,6 +260,28 @@ def _first(own: float | None, table: Prices | None, name: str) -> float | None:
     if own is not None:
         return own
     return None if table is None else float(getattr(table, name))
+
+
+#: Body fields of ``Request.extra`` that replace the output cap on the wire.
+_OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def worst_case_output_tokens(request: Request) -> int:
+    """The most output tokens ``request`` can be billed for: its ``max_tokens``, or a
+    larger cap its provider extras put on the wire, times the choices asked for
+    (``n``)."""
+    cap = request.max_tokens
+    extra = request.extra
+    if not extra:
+        return cap
+    for name in _OUTPUT_CAPS:
+        value = extra.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+            cap = value
+    n = extra.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        cap *= n
+    return cap
 
 
 def worst_case_input_tokens(request: Request) -> int:

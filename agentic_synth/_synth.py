@@ -369,9 +369,13 @@ class Synth:
                     raise single from None
         finally:
             if budget is not None:
-                # writes back the spending and gives the unused allowance back
+                # writes back the spending and gives the unused allowance back; a ledger
+                # that fails here must not keep the cache and connections from closing
                 with anyio.move_on_after(_CLOSE_SECONDS, shield=True):
-                    await anyio.to_thread.run_sync(budget.close)
+                    try:
+                        await anyio.to_thread.run_sync(budget.close)
+                    except Exception as exc:
+                        log.error("budget_close_failed", error=str(exc))
             if cache is not None:
                 await cache.aclose()  # commits what is pending, bounded per tier
             if router is not None:

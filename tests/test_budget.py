@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -248,6 +249,7 @@ async def test_two_accounts_on_one_ledger_share_the_limit(tmp_path: Path) -> Non
                 refused.add(id(account))
                 continue
             account.settle(hold, 0.01)
+            await account.flush()  # a Synth writes back every second
             paid[id(account)] += 0.01
     assert refused == {id(a), id(b)}  # both reached the shared limit
     total = sum(paid.values())
@@ -390,6 +392,7 @@ async def test_a_redis_ledger_shares_the_limit_across_accounts(redis_server: Red
                 refused.add(id(account))
                 continue
             account.settle(hold, 0.01)
+            await account.flush()
             paid += 0.01
     assert len(refused) == 2 and 0.9 <= paid <= 1.0 + 1e-9
     a.close()
@@ -426,3 +429,85 @@ def test_a_redis_ledger_that_cannot_be_reached_refuses_the_job(tmp_path: Path) -
         BudgetAccount(Budget(limit_usd=1.0, path=url))
     assert isinstance(caught.value, ConfigurationError)
     assert "hunter2" not in str(caught.value) and ":***@" in str(caught.value)
+
+
+# -- regressions found in review --------------------------------------------------------------
+
+
+def test_the_worst_case_follows_output_caps_and_choices_in_extra() -> None:
+    from agentic_synth._pricing import worst_case_output_tokens
+    from agentic_synth._request import GenerationParams, build_request
+
+    def request(**extra: object) -> object:
+        return build_request({"prompt": "hi", "extra": extra}, GenerationParams(max_tokens=16))
+
+    assert worst_case_output_tokens(request()) == 16  # type: ignore[arg-type]
+    assert worst_case_output_tokens(request(max_completion_tokens=4000)) == 4000  # type: ignore[arg-type]
+    assert worst_case_output_tokens(request(max_tokens=8, n=3)) == 48  # type: ignore[arg-type]
+
+
+async def test_a_stream_that_fails_after_text_stays_charged() -> None:
+    from agentic_synth import OverloadedError
+
+    spec = ModelSpec("sim:sim-1", options={"fault_stream_error": 1.0, "tokens_per_s": 100000})
+    async with Synth([spec], max_tokens=64, budget=1.0) as synth:
+        with pytest.raises(OverloadedError):
+            async for _ in synth.generate_stream("tell me a long story"):
+                pass
+        account = synth._budget
+        assert account is not None
+        assert account.uncertain > 0 and account.spent == 0 and account.reserved == 0
+
+
+async def test_a_process_gives_back_what_it_does_not_need(tmp_path: Path) -> None:
+    ledger = tmp_path / "b.sqlite"
+    a = BudgetAccount(Budget(limit_usd=100.0, path=ledger, alerts=()))
+    b = BudgetAccount(Budget(limit_usd=100.0, path=ledger, alerts=()))
+    holds = [await a.reserve(0.5) for _ in range(100)]  # $50 reserved by a
+    assert a.snapshot()["reserved_usd"] == pytest.approx(50.0)
+    for hold in holds:
+        a.settle(hold, 0.01)
+    got: list[object] = []
+
+    async def wanting() -> None:
+        got.append(await b.reserve(60.0))  # fits once a gives its unused claim back
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wanting)
+        await a.flush()  # the write-back: a keeps what is reserved plus one chunk
+    assert len(got) == 1 and not b.exhausted
+    a.close()
+    b.close()
+
+
+def test_a_stale_claim_is_reclaimed_even_when_its_pid_is_alive(tmp_path: Path) -> None:
+    import socket
+
+    ledger = tmp_path / "b.sqlite"
+    BudgetAccount(Budget(limit_usd=10.0, path=ledger)).close()
+    with sqlite3.connect(ledger) as db:  # our own pid: a restarted container's pid 1
+        db.execute(
+            "INSERT INTO budget_claims VALUES ('default', 'all', 'old', ?, ?, 9.5, 0)",
+            (socket.gethostname(), os.getpid()),
+        )
+    account = BudgetAccount(Budget(limit_usd=10.0, path=ledger))
+    assert account.total_spent == pytest.approx(9.5)
+    account.close()
+
+
+async def test_a_redis_ledger_lost_mid_job_fails_no_request(
+    new_redis_server: Callable[..., RedisServer],
+) -> None:
+    server = new_redis_server()
+    budget = Budget(limit_usd=2.0, path=server.url, alerts=(0.0001,))
+    async with Synth([ModelSpec("sim:sim-1")], max_tokens=32, budget=budget) as synth:
+        server.kill()  # the alert cannot be recorded, the close cannot write back
+        results = await synth.generate_batch([f"p{i}" for i in range(5)])
+        snapshot = synth.metrics()
+    assert all(r.ok for r in results)  # the claimed allowance is used, nothing fails
+    assert snapshot.budget is not None and snapshot.budget["alerts_fired"] == [0.0001]
+
+
+def test_the_budget_repr_never_shows_a_redis_password() -> None:
+    budget = Budget(limit_usd=5.0, path="redis://:hunter2pw@10.0.0.1:6379/0")
+    assert "hunter2" not in repr(budget)

@@ -33,7 +33,7 @@ from .._exceptions import (
     SynthError,
 )
 from .._log import get_logger
-from .._pricing import prices_for, worst_case_input_tokens
+from .._pricing import prices_for, worst_case_input_tokens, worst_case_output_tokens
 from .._spec import ModelSpec
 from .._types import _FINISH_ALIASES, Completion, Failure, Request, Result, Usage
 from .._types import normalize_finish_reason as _normalize
@@ -374,7 +374,9 @@ class BatchJob:
         prices = self._batch_prices
         assert prices is not None
         request = item.request
-        return prices.worst_case(worst_case_input_tokens(request), request.max_tokens, batch=True)
+        return prices.worst_case(
+            worst_case_input_tokens(request), worst_case_output_tokens(request), batch=True
+        )
 
     async def _reserve(self, items: Sequence[BatchItem]) -> tuple[Sequence[BatchItem], Hold]:
         """Reserve the chunk's worst case; the items that do not fit end with the
@@ -386,7 +388,7 @@ class BatchJob:
         hold = budget.try_reserve(total)
         if hold is not None:
             return items, hold
-        room = await budget.room(total)
+        room = await budget.room(total)  # claims from a shared ledger first
         fit, spent = 0, 0.0
         for cost in costs:
             if spent + cost > room:
@@ -394,6 +396,10 @@ class BatchJob:
             spent += cost
             fit += 1
         hold = budget.try_reserve(spent) if fit else None
+        if hold is not None and fit == len(items):
+            return items, hold
+        if hold is None:
+            fit = 0  # (a rounding edge: nothing reserved, nothing submitted)
         error = budget.refuse(costs[fit])
         await self._finish_failed([(_index(item), error) for item in items[fit:]])
         if hold is None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 
@@ -29,7 +29,7 @@ from .._exceptions import (
     ProviderError,
 )
 from .._log import get_logger
-from .._pricing import Prices, prices_for, worst_case_input_tokens
+from .._pricing import Prices, prices_for, worst_case_input_tokens, worst_case_output_tokens
 from .._spec import ModelSpec
 from .._types import ProviderResponse, ProviderStreamEnd, Request, TextDelta, Usage
 from ..monitor import Metrics
@@ -375,7 +375,9 @@ class Router:
         if budget is not None:  # the call's worst case at this deployment's prices
             prices = slot.prices
             assert prices is not None
-            amount = prices.worst_case(worst_case_input_tokens(request), request.max_tokens)
+            amount = prices.worst_case(
+                worst_case_input_tokens(request), worst_case_output_tokens(request)
+            )
             hold = budget.try_reserve(amount) or await self._hold(budget, amount)
         ticket = slot.breaker.try_acquire()
         if ticket is None:
@@ -482,7 +484,13 @@ class Router:
             # it may have been sent and answered: charged at its worst case
             self._budget.settle(adm.hold, None)  # type: ignore[union-attr]
 
-    def _book_failure(self, adm: _Admission, exc: ProviderError, kind: ErrorKind) -> None:
+    def _book_failure(
+        self,
+        adm: _Admission,
+        exc: ProviderError,
+        kind: ErrorKind,
+        billed: Literal["none", "unknown"] | None = None,
+    ) -> None:
         """Account for a failed call: limits, streaks, metrics. The breaker's verdict
         is given apart (:meth:`_breaker_verdict`), once the policy has decided."""
         slot = adm.slot
@@ -493,7 +501,8 @@ class Router:
         if adm.hold is not None:
             budget = self._budget
             assert budget is not None
-            budget.settle(adm.hold, 0.0 if failed_call_charge(exc) == "none" else None)
+            charge = failed_call_charge(exc) if billed is None else billed
+            budget.settle(adm.hold, 0.0 if charge == "none" else None)
         self._metrics.attempt_failed(slot.name, exc, self._clock() - adm.started)
         limiter = slot.limiter
         if limiter is not None:
@@ -926,9 +935,10 @@ class Router:
         except ProviderError as exc:
             if not settled:
                 settled = True
-                # book the failure (breaker, limits); text was delivered: no retry
+                # book the failure (breaker, limits); text was delivered: no retry. The
+                # model was generating: it may bill what it made, whatever the error
                 kind = classify(exc)
-                self._book_failure(adm, exc, kind)
+                self._book_failure(adm, exc, kind, billed="unknown")
                 self._breaker_verdict(adm, exc, kind)
             exc.attempts = routed.attempts
             raise

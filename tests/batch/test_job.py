@@ -412,3 +412,20 @@ async def test_a_budget_reserves_each_batch_and_submits_only_what_fits(tmp_path:
     assert snapshot["spent_usd"] == pytest.approx(paid) and paid <= limit
     assert snapshot["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
     assert snapshot["exhausted"] is True
+
+
+async def test_a_ledger_budget_claims_for_a_whole_batch(tmp_path: Path) -> None:
+    from agentic_synth._budget import Budget
+
+    budget = Budget(limit_usd=1.0, path=tmp_path / "ledger.sqlite", alerts=())
+    async with Synth([sim()], budget=budget) as synth:
+        # each batch's worst case is far above the first chunk claimed (1% of the limit)
+        results = await synth.generate_batch(
+            PROMPTS, max_tokens=2000, mode="batch", batch_state=tmp_path / "s.sqlite", **FAST
+        )
+        account = synth._budget
+        assert account is not None
+        snapshot = account.snapshot()
+    assert all(isinstance(r, Completion) for r in results)
+    assert snapshot["reserved_usd"] == 0.0 and not snapshot["exhausted"]
+    assert snapshot["spent_usd"] == pytest.approx(sum(r.cost or 0.0 for r in results))  # type: ignore[union-attr]

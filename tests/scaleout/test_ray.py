@@ -269,7 +269,9 @@ def test_one_rpm_limit_holds_across_actors_and_is_reached(
     cluster: str, redis_server: RedisServer, actors: int
 ) -> None:
     n, rate, burst = 100, RPM / 60, RPM / 60 * BURST_SECONDS
-    with spawn_mock_server(SimConfig(seed=7)) as url:
+    # the server's advertised limits (headers the router honours) far above ours
+    server = SimConfig(seed=7, requests_per_minute=10**6, output_tokens_per_minute=10**9)
+    with spawn_mock_server(server) as url:
         ds = ray.data.from_items([{"topic": f"topic {i}"} for i in range(n)], override_num_blocks=4)
         factory = functools.partial(limited_synth, url, redis_server.url, uuid.uuid4().hex)
         out = generate_ray(
