@@ -87,9 +87,9 @@ _CLOSE_SECONDS = 30.0
 
 
 def _ray() -> Any:
-    """Ray, or a ConfigurationError saying how to get it (imported only here)."""
+    """``ray.data``, or a ConfigurationError saying how to get it (imported only here)."""
     try:
-        return importlib.import_module("ray")
+        return importlib.import_module("ray.data")
     except ImportError:
         raise ConfigurationError(
             "the Ray integration needs Ray Data: pip install 'agentic-synth[ray]'"
@@ -371,7 +371,7 @@ def generate_ray(
     ``batches_per_actor`` batches in progress per actor, ``num_cpus`` logical
     CPUs each actor reserves (see docs/scale-out.md for the num_cpus trap).
     """
-    ray = _ray()
+    ray_data = _ray()
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigurationError(
             f"concurrency (actors) must be an integer >= 1, got {concurrency!r}"
@@ -395,7 +395,7 @@ def generate_ray(
         batch_size = max(16, 2 * synth.max_concurrency)
     elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    strategy = ray.data.ActorPoolStrategy(
+    strategy = ray_data.ActorPoolStrategy(
         size=concurrency,
         max_concurrent_calls_per_actor=batches_per_actor,
         enable_true_multi_threading=True,
