@@ -1,4 +1,5 @@
-"""A checkpointed Ray job, run as its own driver process (the test kills it).
+"""A checkpointed Ray job, run as its own driver process (the test kills it) or
+resumed by the test's own driver.
 
 Reads inputs that carry their ids (with_ids), generates against the mock server
 with a shared Redis cache, writes Parquet with Ray's checkpointing on.
@@ -36,23 +37,29 @@ def make_synth(server_url: str, redis_url: str) -> Synth:
     )
 
 
-def main(address: str, server_url: str, redis_url: str, inputs: str, out: str, ckpt: str) -> None:
-    ray.init(address=address, log_to_driver=False)
+def job(server_url: str, redis_url: str, inputs: str, out: str, ckpt: str) -> None:
+    """The checkpointed job, in whichever driver calls it."""
     ctx = ray.data.DataContext.get_current()
     ctx.checkpoint_config = checkpoint_config(ckpt)
-    # rows are written (and checkpointed) a block at a time: small blocks, so a
-    # killed job has written some of them
-    ds = ray.data.read_parquet(inputs, override_num_blocks=30)
-    results = generate_ray(
-        ds,
-        prompt="Write about {topic}.",
-        make_synth=functools.partial(make_synth, server_url, redis_url),
-        concurrency=ACTORS,
-        batch_size=8,
-        num_cpus=0.5,
-        max_tokens=8,
-    )
-    write_results(results, out)
+    try:
+        ds = ray.data.read_parquet(inputs)
+        results = generate_ray(
+            ds,
+            prompt="Write about {topic}.",
+            make_synth=functools.partial(make_synth, server_url, redis_url),
+            concurrency=ACTORS,
+            batch_size=8,
+            num_cpus=0.5,
+            max_tokens=8,
+        )
+        write_results(results, out)
+    finally:
+        ctx.checkpoint_config = None
+
+
+def main(address: str, server_url: str, redis_url: str, inputs: str, out: str, ckpt: str) -> None:
+    ray.init(address=address, log_to_driver=False)
+    job(server_url, redis_url, inputs, out, ckpt)
     print("done", flush=True)
 
 
