@@ -21,13 +21,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .._exceptions import redact_url
 from .._log import get_logger
+from .._redis_client import open_redis
 from ._base import TierStats
 
 __all__ = ["RedisTier"]
@@ -71,12 +69,7 @@ class RedisTier:
         self.ttl = ttl
         self.prefix = prefix
         self._prefix = prefix.encode()
-        self._client: Any = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # ours below: no retry storm against a dead server
-        )
+        self._client: Any = open_redis(url, timeout=timeout)  # retries: ours only
         self._release = self._client.register_script(_RELEASE)
         self._token = os.urandom(12).hex().encode()
         self._clock = clock

@@ -28,13 +28,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import anyio
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from .._exceptions import ConfigurationError, redact, redact_url
 from .._log import get_logger
+from .._redis_client import open_redis
 from .._spec import ModelSpec
 from ._ratelimit import ModelRateLimiter, Reservation, _parse_headers, _reset_seconds
 from ._shared_script import LUA, Pending, Reply, decode, encode
@@ -154,12 +152,7 @@ class SharedLimits:
         self._url = redact_url(url)
         self._password = urlsplit(url).password
         try:
-            self._client: Any = aioredis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),  # our own retries: none hidden in the client
-            )
+            self._client: Any = open_redis(url, timeout=timeout)  # retries: ours only
         except ValueError as exc:
             raise ConfigurationError(
                 f"shared rate limits: bad Redis URL {self._url!r}: {self._clean(exc)}"

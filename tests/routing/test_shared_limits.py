@@ -549,3 +549,18 @@ async def test_a_url_with_no_redis_behind_it_fails_the_job_at_the_start() -> Non
         assert (await free.generate("hi")).ok
     with pytest.raises(ConfigurationError, match="shared_limits must be"):
         Synth(["sim:sim-1"], shared_limits=42)  # type: ignore[arg-type]
+
+
+async def test_hundreds_in_flight_wait_for_a_connection_not_an_outage(
+    shared: RedisServer, ns: str
+) -> None:
+    from agentic_synth import Synth
+
+    limits = SharedLimits(shared.url, namespace=ns)
+    model = ModelSpec("sim:sim-1", rpm=6_000_000, options={"latency": 0.005})
+    async with Synth([model], max_concurrency=256, shared_limits=limits) as synth:
+        results = await synth.generate_batch([f"p{i}" for i in range(1500)])
+    await limits.aclose()
+    assert all(r.ok for r in results)
+    # redis-py's default pool refuses a 101st concurrent command: read as an outage
+    assert limits.outages == 0
