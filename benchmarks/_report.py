@@ -62,3 +62,42 @@ def save(name: str, figures: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     return path
+
+
+@contextmanager
+def redis_url(given: str | None = None) -> Iterator[str]:
+    """``given``, or a redis-server of this run on a free loopback port (stopped at
+    the end of the block)."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    if given:
+        yield given
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found (Debian: apt-get install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        proc = subprocess.Popen(
+            [*args, "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("redis-server did not start") from None
+                    time.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.kill()
+            proc.wait()

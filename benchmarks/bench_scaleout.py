@@ -27,21 +27,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import ray
 import ray.data
-from _report import save, table
+from _report import redis_url, save, table
 
 from agentic_synth import ModelSpec, Synth
 from agentic_synth.routing._shared_limits import SharedLimits
@@ -57,36 +51,6 @@ SERVER = SimConfig(
     input_tokens_per_minute=10**10,
     output_tokens_per_minute=10**10,
 )
-
-
-@contextmanager
-def redis_url() -> Iterator[str]:
-    """A redis-server of this run on a free loopback port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found (Debian: apt-get install redis-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        proc = subprocess.Popen(
-            [*args, "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not start") from None
-                    time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 def limited(url: str, redis: str, namespace: str, rpm: int, burst: float, conc: int) -> Synth:

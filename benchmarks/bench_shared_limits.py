@@ -17,57 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _report import save, table
+from _report import redis_url, save, table
 
 from agentic_synth import ModelSpec
 from agentic_synth.routing._ratelimit import ModelRateLimiter
 from agentic_synth.routing._shared_limits import SharedLimits
 
 LIMITS = {"rpm": 1e9, "input_tpm": 1e12, "output_tpm": 1e12}
-
-
-@contextmanager
-def redis_url(given: str | None) -> Iterator[str]:
-    """``given``, or a redis-server of this run on a free loopback port."""
-    if given:
-        yield given
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found: install it or pass --url")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="bench-limits-") as tmp:
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        proc = subprocess.Popen(
-            [*args, "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not start") from None
-                    time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 async def timed_async(fn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
