@@ -10,7 +10,7 @@ the expected cost. Cache hits are not looked up: a rerun costs less.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from ._request import GenerationParams, Prompt, build_request
 from ._spec import ModelSpec
 from ._types import Request, Usage
 
-__all__ = ["CostEstimate", "estimate_cost", "estimate_text"]
+__all__ = ["BATCH_PROVIDERS", "CostEstimate", "estimate_cost", "estimate_job", "estimate_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +139,32 @@ def estimate_cost(
         price_source=None if prices is None else prices.source,
         tokenizer=tokenizer,
         notes=tuple(notes),
+    )
+
+
+#: Providers with a batch API: a batch job goes to the first model of one of them.
+BATCH_PROVIDERS = ("anthropic", "openai", "sim")
+
+
+def estimate_job(
+    specs: Sequence[ModelSpec],
+    params: GenerationParams,
+    inputs: Iterable[Prompt],
+    *,
+    expected_output_tokens: int | None = None,
+    mode: str = "online",
+) -> CostEstimate:
+    """:func:`estimate_cost` at the model a job sends to first: the first one, or
+    in batch mode the first with a batch API."""
+    if mode not in ("online", "batch"):
+        from ._exceptions import InvalidRequestError
+
+        raise InvalidRequestError(f"mode must be 'online' or 'batch', got {mode!r}")
+    spec = specs[0]
+    if mode == "batch":
+        spec = next((s for s in specs if s.provider in BATCH_PROVIDERS), spec)
+    return estimate_cost(
+        spec, params, inputs, expected_output_tokens=expected_output_tokens, batch=mode == "batch"
     )
 
 

@@ -33,7 +33,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._budget import Budget, BudgetAccount
 from ._dedup import DedupAction, NearDuplicateIndex, OutputDedup, PromptDedup, make_index
-from ._estimate import CostEstimate, estimate_cost
+from ._estimate import CostEstimate, estimate_job
 from ._exceptions import ConfigurationError, InvalidRequestError, SynthError
 from ._governor import MemoryGovernor, cgroup_memory_limit, parse_size
 from ._log import get_logger
@@ -490,20 +490,12 @@ class Synth:
         ``max_tokens`` used) and at ``expected_output_tokens`` per request if given,
         priced at the first model's prices (batch prices for ``mode="batch"``).
         Works on a closed Synth too."""
-        if mode not in ("online", "batch"):
-            raise InvalidRequestError(f"mode must be 'online' or 'batch', got {mode!r}")
-        spec = self._specs[0]
-        if mode == "batch":
-            # the providers with a batch API (the job uses the first of them)
-            spec = next(
-                (s for s in self._specs if s.provider in ("anthropic", "openai", "sim")), spec
-            )
-        return estimate_cost(
-            spec,
+        return estimate_job(
+            self._specs,
             self._params_for(params),
             inputs,
             expected_output_tokens=expected_output_tokens,
-            batch=mode == "batch",
+            mode=mode,
         )
 
     def analyze(self) -> AnalysisReport:

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import threading
 import time
 import uuid
 from typing import Any
 
-import httpx
 import ray
 import ray.data
 from _report import redis_url, save, table
@@ -40,9 +38,8 @@ from _report import redis_url, save, table
 from agentic_synth import ModelSpec, Synth
 from agentic_synth.routing._shared_limits import SharedLimits
 from agentic_synth.scaleout import generate_ray
-from agentic_synth.simulator import SimConfig, spawn_mock_server
+from agentic_synth.simulator import ArrivalSampler, SimConfig, spawn_mock_server
 
-MESSAGES = "/v1/messages"
 #: The mock server advertises limits in its headers (4000 rpm by default) and the
 #: router honours them: set them far above the shared limit measured here.
 SERVER = SimConfig(
@@ -65,29 +62,8 @@ def unlimited(url: str, conc: int) -> Synth:
     return Synth([model], max_concurrency=conc, monitor=False)
 
 
-class Arrivals:
-    """The server's request count, sampled every 20 ms on a thread."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                stats = client.get(f"{self.url}/_sim/stats").json()
-                self.samples.append((time.monotonic(), stats["requests"].get(MESSAGES, 0)))
-                time.sleep(0.02)
-
-    def __enter__(self) -> Arrivals:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+class Arrivals(ArrivalSampler):
+    """The mock server's request count over a job, and what it shows."""
 
     def figures(self, rows: int, burst: float) -> dict[str, float]:
         base = self.samples[0][1]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .._budget import Budget
-from .._estimate import CostEstimate, estimate_cost
+from .._estimate import CostEstimate, estimate_job
 from .._exceptions import ConfigurationError
 from .._request import GenerationParams
 from .._synth import Synth
@@ -37,7 +37,7 @@ __all__ = [
     "build_synth",
     "check_generation_arguments",
     "check_metrics_arguments",
-    "estimate_job",
+    "estimate_from_flags",
     "os_reason",
     "request_defaults",
     "run_async",
@@ -134,7 +134,7 @@ def add_metrics_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def estimate_job(
+def estimate_from_flags(
     args: argparse.Namespace, inputs: Iterable[Any], *, expected_output_tokens: int | None
 ) -> CostEstimate:
     """``--dry-run``: the job's tokens and cost from the same flags, config file and
@@ -145,12 +145,12 @@ def estimate_job(
     params = GenerationParams.from_kwargs(
         max_tokens=settings.max_tokens, **request_defaults(args, settings)
     )
-    spec = specs[0]
-    batch = getattr(args, "mode", "online") == "batch"
-    if batch:  # the job uses the first model with a batch API
-        spec = next((s for s in specs if s.provider in ("anthropic", "openai", "sim")), spec)
-    return estimate_cost(
-        spec, params, inputs, expected_output_tokens=expected_output_tokens, batch=batch
+    return estimate_job(
+        specs,
+        params,
+        inputs,
+        expected_output_tokens=expected_output_tokens,
+        mode=getattr(args, "mode", "online"),
     )
 
 

@@ -29,7 +29,7 @@ from ._common import (
     budget_from,
     build_synth,
     check_metrics_arguments,
-    estimate_job,
+    estimate_from_flags,
     run_async,
     serve_job_metrics,
 )
@@ -207,7 +207,9 @@ def _dry_run(args: argparse.Namespace) -> int:
     try:
         values = source.values() if isinstance(source, FileSource) else source.feed({})
         assert isinstance(values, Iterator)
-        estimate = estimate_job(args, values, expected_output_tokens=args.expected_output_tokens)
+        estimate = estimate_from_flags(
+            args, values, expected_output_tokens=args.expected_output_tokens
+        )
     finally:
         if isinstance(source, FileSource):
             source.close()

@@ -4,6 +4,7 @@ One :class:`SimConfig` (latency, streaming speed, output length, fault rates,
 seed) drives both, and outcomes are deterministic per seed and request content.
 """
 
+from ._arrivals import ArrivalSampler
 from ._config import FAULT_KINDS, HOSTILE_FAULTS, WIRE_ONLY_FAULTS, SimConfig
 from ._engine import Outcome, Simulator, estimate_tokens
 from ._latency import Latency, fixed, lognormal, parse_latency, uniform
@@ -22,6 +23,7 @@ __all__ = [
     "HOSTILE_FAULTS",
     "STATS_PATH",
     "WIRE_ONLY_FAULTS",
+    "ArrivalSampler",
     "Latency",
     "MockServer",
     "Outcome",

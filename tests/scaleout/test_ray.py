@@ -15,7 +15,6 @@ import functools
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ from agentic_synth._request import GenerationParams, build_request
 from agentic_synth.caching import cache_key
 from agentic_synth.routing._shared_limits import SharedLimits
 from agentic_synth.scaleout import RESULT_COLUMNS, generate_ray, with_ids
-from agentic_synth.simulator import SimConfig, spawn_mock_server
+from agentic_synth.simulator import ArrivalSampler, SimConfig, spawn_mock_server
 
 from . import _driver
 
@@ -247,31 +246,6 @@ def limited_synth(url: str, redis_url: str, namespace: str) -> Synth:
     return Synth([model(url, rpm=RPM)], max_concurrency=16, shared_limits=limits, monitor=False)
 
 
-class Arrivals:
-    """The server's request count, sampled every 20 ms on a thread."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                stats = client.get(f"{self.url}/_sim/stats").json()
-                self.samples.append((time.monotonic(), stats["requests"].get(MESSAGES, 0)))
-                time.sleep(0.02)
-
-    def __enter__(self) -> Arrivals:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 @pytest.mark.parametrize("actors", [1, 2, 4])
 def test_one_rpm_limit_holds_across_actors_and_is_reached(
     cluster: str, redis_server: RedisServer, actors: int
@@ -291,7 +265,7 @@ def test_one_rpm_limit_holds_across_actors_and_is_reached(
             num_cpus=0.5,
             max_tokens=8,
         )
-        with Arrivals(url) as arrivals:
+        with ArrivalSampler(url) as arrivals:
             rows = out.take_all()
             time.sleep(0.05)
     assert len(rows) == n and all(r["ok"] for r in rows)
